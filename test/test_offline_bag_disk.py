@@ -203,6 +203,34 @@ def test_a_disk_about_to_fill_ends_the_input_there_keeping_a_readable_bag(
     assert "disk is nearly full" in custom_data["vdepth_ros.interrupted"]
 
 
+def test_a_sqlite3_output_keeps_the_frames_before_a_write_that_does_not_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--storage sqlite3`: rosbags wrote the whole bag in one transaction, so a write that did not fit (a size limit
+    not foreseen here, or another program filling the disk) lost it all. It now commits where frames end: the bag
+    keeps the frames committed before, complete, with its metadata row and metadata.yaml."""
+    import sqlite3
+
+    from rosbags.highlevel import AnyReader
+
+    from vdepth_ros.offline import atomic
+
+    monkeypatch.setattr(atomic, "file_size_limit", lambda folder: None)  # (not foreseen)
+    write_image_bag(tmp_path / "in", synthetic_frames(40, 36, 52))
+    with file_size_limit(1_000_000):
+        summary = process_bag(tmp_path / "in", tmp_path / "out", params=PARAMS, engine=_engine(), storage="sqlite3")
+    assert summary.stopped_by and "disk I/O error" in summary.stopped_by, summary.stopped_by  # (sqlite's EFBIG)
+    assert "ulimit -f" in summary.stopped_by, summary.stopped_by
+    with AnyReader([tmp_path / "out"]) as reader:
+        counts = {c.topic: 0 for c in reader.connections}
+        for conn, _t, _raw in reader.messages():
+            counts[conn.topic] += 1
+        assert {c.topic: c.msgcount for c in reader.connections} == counts
+    assert 8 <= summary.frames_out < 40 and set(counts.values()) == {summary.frames_out}, (summary.frames_out, counts)
+    with sqlite3.connect(tmp_path / "out" / "out_0.db3") as db:
+        assert db.execute("SELECT COUNT(*) FROM metadata").fetchone()[0] == 1
+
+
 def _video_run(tmp_path: Path, frames: int = 20, height: int = 36, width: int = 52) -> tuple[Path, list[str]]:
     """A folder of `frames` frames for vdepth-video: (its output path, the arguments without the options a test
     adds)."""

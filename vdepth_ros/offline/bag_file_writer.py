@@ -9,6 +9,7 @@ import errno
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from vdepth_ros.offline.bag_outputs import recorded_file_stem
 log = logging.getLogger(__name__)
 
 
-#: A chunk of the MCAP output closes at the end of the first frame that fills it this far: a write that does not fit
-#: (a full disk, a file size limit) loses at most the frames of one chunk, and the chunks end where frames end
+#: A chunk of the MCAP output closes (a sqlite3 output commits) at the end of the first frame that fills it this far:
+#: a write that does not fit (a full disk, a file size limit) loses at most the frames of one chunk
 FRAME_CHUNK_BYTES = 256 << 10
 #: A chunk closes mid-frame past this (rosbags closes its chunks at 1 MiB; a frame larger than this is rare)
 _LARGEST_CHUNK = 64 << 20
@@ -144,6 +145,10 @@ class FrameChunkedMcap:
         self.message_start_time = min((t[0] for t in times), default=2**63 - 1)
         self.message_end_time = max((t[1] for t in times), default=0)
 
+    def kept_messages(self) -> tuple[dict[int, int], int, int]:
+        """The messages the file keeps: their count per channel id, the first and last log time."""
+        return dict(self.channel_stats), self.message_start_time, self.message_end_time
+
     def tail_size(self, metadata_bytes: int) -> int:
         """The bytes the summary takes with a rosbag2 metadata record of `metadata_bytes`."""
         saved = self.bio, self.chunk
@@ -164,6 +169,118 @@ class FrameChunkedMcap:
             buffer, self.bio = self.bio, file
         _write_all(file, buffer.data.getbuffer())
         file.close()
+
+
+#: sqlite's SQLITE_FULL: "database or disk is full" (a full disk, a file size limit)
+_SQLITE_FULL = 13
+#: sqlite's SQLITE_IOERR_WRITE: "disk I/O error" of a write, as past a file size limit (EFBIG)
+_SQLITE_IOERR_WRITE = 778
+
+
+class FrameCommittedSqlite:
+    """On rosbags' `Sqlite3Writer` (one transaction for the whole bag: a write that did not fit lost all of it):
+    commits where frames end (`end_frame`), past `FRAME_CHUNK_BYTES` of messages, journal in memory and without syncs as
+    rosbag2's own default; a write that does not fit (SQLITE_FULL) rolls back the frames since the last commit,
+    drops later messages, and `finish_data` deletes the last commits' messages where the file has no room left for
+    the metadata row, so the bag closes complete with the frames before it."""
+
+    def __init__(self, path: Path, compression: Any) -> None:
+        super().__init__(path, compression)
+        self.conn.execute("PRAGMA journal_mode=MEMORY")
+        self.conn.execute("PRAGMA synchronous=OFF")
+        self.full: OSError | None = None
+        self.pending_bytes = self.frames_pending = self.dropped_frames = self.failed_at = 0
+        self.commits: list[tuple[int, int]] = []  # (the largest message id, the counted frames) of each commit
+
+    def add_connection(self, connection: Any, offered_qos_profiles: str) -> None:
+        super().add_connection(connection, offered_qos_profiles)
+        self._commit()  # (a rollback keeps the topics)
+
+    def write(self, connection: Any, timestamp: int, data: bytes | memoryview) -> None:
+        if self.full is not None:
+            return
+        try:
+            super().write(connection, timestamp, data)
+        except sqlite3.OperationalError as err:
+            self._failed(err)
+        self.pending_bytes += len(data)
+
+    def end_frame(self, counted: bool) -> None:
+        self.frames_pending += counted
+        if self.full is None and self.pending_bytes >= FRAME_CHUNK_BYTES:
+            self._commit()
+
+    def _commit(self) -> None:
+        if self.full is not None:
+            return
+        try:
+            self.conn.commit()
+        except sqlite3.OperationalError as err:
+            self._failed(err)
+            return
+        last = self.conn.execute("SELECT MAX(id) FROM messages").fetchone()[0] or 0
+        self.commits.append((last, self.frames_pending))
+        self.pending_bytes = self.frames_pending = 0
+
+    def _failed(self, err: sqlite3.OperationalError) -> None:
+        code = getattr(err, "sqlite_errorcode", None)  # (Python 3.11 on; before, its words)
+        if code == _SQLITE_IOERR_WRITE:  # sqlite's word for EFBIG (ENOSPC is SQLITE_FULL)
+            full = OSError(errno.EFBIG, f"{err} (sqlite3: a write failed, as past a file size limit)")
+        elif (code & 0xFF == _SQLITE_FULL) if code is not None else "is full" in str(err):
+            full = OSError(errno.ENOSPC, f"{err} (sqlite3)")
+        else:
+            raise err
+        self.failed_at = max(self.failed_at, _size(self.path))
+        self.conn.rollback()
+        self.full = full
+        self.dropped_frames += self.frames_pending
+        self.frames_pending = 0
+        log.warning("cannot write %s: %s; the output ends with the frames before", self.path, err)
+
+    def finish_data(self, tail_room: int) -> None:
+        """Commit what is pending; after a write that did not fit, delete the last commits' messages until the file,
+        by the size it had when it failed, has `tail_room` bytes for the metadata row (their pages are reused)."""
+        self._commit()
+        if self.full is None:
+            return
+        self.dropped_frames += self.frames_pending  # (written after the write that did not fit: dropped)
+        self.frames_pending = 0
+        while self.commits and self.failed_at - _size(self.path) + self._freed() < tail_room:
+            self.dropped_frames += self.commits.pop()[1]
+            first = self.commits[-1][0] if self.commits else 0
+            self.conn.execute("DELETE FROM messages WHERE id > ?", (first,))
+            self.conn.commit()
+
+    def _freed(self) -> int:
+        """The bytes of the file's free pages (deleted messages'): room for new rows without the file growing."""
+        pages, size = (self.conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("freelist_count", "page_size"))
+        return pages * size
+
+    def close(self, version: int, metadata: str) -> None:
+        self.cursor.execute("INSERT INTO metadata(metadata_version, metadata) VALUES(?, ?)", (version, metadata))
+        self.conn.commit()
+        if self.full is None:  # (it writes: not on a full disk, and the bag is complete without it)
+            self.conn.execute("PRAGMA optimize")
+        self.conn.close()
+
+    def kept_messages(self) -> tuple[dict[int, int], int, int]:
+        """The messages the file keeps: their count per topic id, the first and last log time."""
+        rows = self.conn.execute(
+            "SELECT topic_id, COUNT(*), MIN(timestamp), MAX(timestamp) FROM messages GROUP BY topic_id"
+        ).fetchall()
+        first = min((r[2] for r in rows), default=2**63 - 1)
+        return {r[0]: r[1] for r in rows}, first, max((r[3] for r in rows), default=0)
+
+    def tail_size(self, metadata_bytes: int) -> int:
+        """The bytes closing takes beyond the metadata row: its page, and sqlite's own (`PRAGMA optimize`)."""
+        return 2 * int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _file_size(file: Any) -> int:
@@ -191,8 +308,8 @@ def _cut(file: Any, size: int) -> None:
 
 
 class RecordedBag:
-    """On rosbags' `Writer`: its folder written as `bag_writer.new_bag_writer` says, and, with `FrameChunkedMcap`
-    storage, `end_frame`, `full` and `finish_data`."""
+    """On rosbags' `Writer`: its folder written as `bag_writer.new_bag_writer` says, and, with `FrameChunkedMcap` or
+    `FrameCommittedSqlite` storage, `end_frame`, `full` and `finish_data`."""
 
     def __init__(self, path: Path, single_file: bool, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)  # (refuses an existing `path`)
@@ -230,11 +347,8 @@ class RecordedBag:
         metadata_bytes = 8192 + 1024 * len(self.connections) + sum(map(len, self.custom_data.values()))
         storage.finish_data(storage.tail_size(metadata_bytes) + 2 * metadata_bytes + (64 << 10))
         if storage.full is not None:
-            self.counts = {c.id: 0 for c in self.connections}
-            for kept in storage.kept:
-                for cid, n in kept.counts.items():
-                    self.counts[cid] += n
-            self.min_timestamp, self.max_timestamp = storage.message_start_time, storage.message_end_time
+            counts, self.min_timestamp, self.max_timestamp = storage.kept_messages()
+            self.counts = {c.id: counts.get(c.id, 0) for c in self.connections}
         return storage.dropped_frames
 
     def close(self) -> None:

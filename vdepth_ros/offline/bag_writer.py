@@ -150,11 +150,13 @@ def _recorded_writer_class() -> type[Writer]:
     end (`bag_file_writer`; classes made on first use: importing this module needs no rosbags)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.rosbag2.storage_mcap import McapWriter
+    from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 
-    from vdepth_ros.offline.bag_file_writer import FrameChunkedMcap, RecordedBag
+    from vdepth_ros.offline.bag_file_writer import FrameChunkedMcap, FrameCommittedSqlite, RecordedBag
 
     mcap = type("FrameChunkedMcapWriter", (FrameChunkedMcap, McapWriter), {})
-    plugins = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: mcap}
+    sqlite = type("FrameCommittedSqliteWriter", (FrameCommittedSqlite, Sqlite3Writer), {})
+    plugins = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: mcap, StoragePlugin.SQLITE3: sqlite}
     return type("RecordedBagWriter", (RecordedBag, Writer), {"STORAGE_PLUGINS": plugins})
 
 
