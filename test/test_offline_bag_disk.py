@@ -313,6 +313,37 @@ def test_offline_mode_keeps_its_temporary_files_beside_the_output(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
 
 
+def test_offline_mode_spills_in_parts_no_larger_than_a_usb_stick_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline mode's spill held every frame's RGB in one file (tens of GB for a long bag): on a FAT32 stick (4 GiB
+    a file) the run failed there, nothing kept. It is cut into parts (`SPILL_PART_BYTES`, 1 GiB; here 20 kB, so that
+    20 small frames take several), read back to the same output as one file gave."""
+    from rosbags.highlevel import AnyReader
+
+    from vdepth_ros import pipeline_offline
+
+    write_image_bag(tmp_path / "in", synthetic_frames(20, 36, 52))
+    process_bag(tmp_path / "in", tmp_path / "whole", params=PARAMS, engine=_engine(), mode="offline")
+    largest: list[int] = []
+    real_open_reads = pipeline_offline._PartedFile.open_reads
+
+    def open_reads(self: pipeline_offline._PartedFile) -> None:
+        largest.extend([os.path.getsize(self.part(k)) for k in range(len(self._parts))])
+        real_open_reads(self)
+
+    monkeypatch.setattr(pipeline_offline, "SPILL_PART_BYTES", 20_000)
+    monkeypatch.setattr(pipeline_offline._PartedFile, "open_reads", open_reads)
+    process_bag(tmp_path / "in", tmp_path / "parts", params=PARAMS, engine=_engine(), mode="offline")
+    assert largest and max(largest) <= 20_000 + 48 * 64 * 4 * 8, largest  # (a record alone in a part may be larger)
+
+    def messages(bag: Path) -> list[tuple[str, bytes]]:
+        with AnyReader([bag]) as reader:
+            return [(c.topic, bytes(raw)) for c, _t, raw in reader.messages()]
+
+    assert messages(tmp_path / "parts") == messages(tmp_path / "whole")
+
+
 def _file_compressed_bag(src: Path, frames: int = 20) -> Path:
     """A bag as `ros2 bag record --compression-mode file` writes it: each storage file zstd-compressed whole."""
     write_image_bag(src, synthetic_frames(frames, 36, 52), compression_mode="file")
