@@ -432,3 +432,23 @@ def test_vdepth_video_png_files_on_a_full_disk_are_an_error_not_missing_files(
     (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
     assert str(out) in line, line
     assert not out.exists()
+
+
+def test_a_fat_usb_sticks_largest_file_is_known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output on a FAT32 stick (mounted where its label says, spaces escaped in mountinfo): its 4 GiB - 1 per
+    file is the limit the tools stop before; `ulimit -f` when lower; none on another file system."""
+    from vdepth_ros.offline import atomic
+
+    stick = tmp_path / "MY STICK"
+    mounts = (
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        f"98 22 8:17 / {str(stick).replace(' ', chr(92) + '040')} rw,nosuid - vfat /dev/sdb1 rw,uid=1000\n"
+    )
+    real_read_text = Path.read_text
+    monkeypatch.setattr(
+        Path, "read_text", lambda p, *a, **k: mounts if str(p) == "/proc/self/mountinfo" else real_read_text(p, *a, **k)
+    )
+    assert atomic.file_size_limit(stick / "runs" / "out") == (1 << 32) - 1
+    assert atomic.file_size_limit(tmp_path / "MY STICKER") is None
+    with file_size_limit(1 << 20):  # (`ulimit -f`, lower)
+        assert atomic.file_size_limit(stick) == 1 << 20

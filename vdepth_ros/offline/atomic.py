@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -73,6 +74,7 @@ def file_size_limit(folder: Path) -> int | None:
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             fields = line.split(" - ")
             point, kind = fields[0].split()[4], fields[1].split()[0]
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)  # (`/media/u/MY\040STICK`)
             if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
                 best, fs = point, kind
         if fs in ("vfat", "msdos", "fat"):

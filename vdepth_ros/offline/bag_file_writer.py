@@ -15,10 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vdepth_ros.offline.atomic import DISK_FULL_ERRNOS
 from vdepth_ros.offline.bag_outputs import recorded_file_stem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +125,8 @@ class FrameChunkedMcap:
         self.kept.append(_KeptChunk(start, file.tell(), counts, chunk.message_start_time,
                                     chunk.message_end_time, frames))  # fmt: skip
 
-    def finish_data(self, tail_room: int) -> None:
-        """Write the last chunk; after a write that did not fit, keep the complete chunks that leave `tail_room`
+    def finish_data(self, tail_room: Callable[[], int]) -> None:
+        """Write the last chunk; after a write that did not fit, keep the complete chunks that leave `tail_room()`
         bytes (the summary, metadata.yaml) free of what the file held when it failed, and cut the rest."""
         if self.chunk.bio.tell() and self.full is None:
             self._write_chunk()
@@ -132,7 +135,8 @@ class FrameChunkedMcap:
         self.dropped_frames += self.frames_in_chunk
         self.frames_in_chunk = 0
         self.chunk = type(self.chunk)(2**63 - 1, 0, BytesIO(), defaultdict(list))
-        while self.kept and self.failed_at - self.kept[-1].end < tail_room:
+        room = tail_room()
+        while self.kept and self.failed_at - self.kept[-1].end < room:
             self.dropped_frames += self.kept.pop().frames
             self.chunks.pop()
         _cut(self.bio, self.kept[-1].end if self.kept else self.data_start)
@@ -161,7 +165,7 @@ class FrameChunkedMcap:
             self.bio, self.chunk = saved
 
     def close(self, version: int, metadata: str) -> None:
-        self.finish_data(0)
+        self.finish_data(lambda: 0)
         file, self.bio = self.bio, _OffsetBuffer(self.bio.tell())
         try:
             super().close(version, metadata)  # (the summary, into the buffer)
@@ -237,15 +241,16 @@ class FrameCommittedSqlite:
         self.frames_pending = 0
         log.warning("cannot write %s: %s; the output ends with the frames before", self.path, err)
 
-    def finish_data(self, tail_room: int) -> None:
+    def finish_data(self, tail_room: Callable[[], int]) -> None:
         """Commit what is pending; after a write that did not fit, delete the last commits' messages until the file,
-        by the size it had when it failed, has `tail_room` bytes for the metadata row (their pages are reused)."""
+        by the size it had when it failed, has `tail_room()` bytes for the metadata row (their pages are reused)."""
         self._commit()
         if self.full is None:
             return
         self.dropped_frames += self.frames_pending  # (written after the write that did not fit: dropped)
         self.frames_pending = 0
-        while self.commits and self.failed_at - _size(self.path) + self._freed() < tail_room:
+        room = tail_room()
+        while self.commits and self.failed_at - _size(self.path) + self._freed() < room:
             self.dropped_frames += self.commits.pop()[1]
             first = self.commits[-1][0] if self.commits else 0
             self.conn.execute("DELETE FROM messages WHERE id > ?", (first,))
@@ -345,7 +350,7 @@ class RecordedBag:
             return 0
         # the rosbag2 metadata (in the file, and metadata.yaml) grows with the topics and custom data
         metadata_bytes = 8192 + 1024 * len(self.connections) + sum(map(len, self.custom_data.values()))
-        storage.finish_data(storage.tail_size(metadata_bytes) + 2 * metadata_bytes + (64 << 10))
+        storage.finish_data(lambda: storage.tail_size(metadata_bytes) + 2 * metadata_bytes + (64 << 10))
         if storage.full is not None:
             counts, self.min_timestamp, self.max_timestamp = storage.kept_messages()
             self.counts = {c.id: counts.get(c.id, 0) for c in self.connections}
