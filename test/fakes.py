@@ -6,6 +6,7 @@ corrupted by a per-window affine, so tests can check that stitching recovers the
 
 from __future__ import annotations
 
+import resource
 import struct
 import subprocess
 import sys
@@ -177,12 +178,13 @@ def broken_model(tmp_path: Path, what: str) -> Path:
 
 
 def run_offline_cli(
-    tool: str, args: list[str], cwd: Path, at_windows: tuple[int, ...] = ()
+    tool: str, args: list[str], cwd: Path, at_windows: tuple[int, ...] = (), file_size_limit: int | None = None
 ) -> subprocess.CompletedProcess:
     """`vdepth-<tool>` (bag or video) run as the user runs it, in its own process, with the fake
     `LuminanceEngine` (8-frame windows) as its model, which presses Ctrl-C (SIGINT to its
     own process, as the terminal sends it) while it runs the windows numbered `at_windows` (twice
-    for a number given twice)."""
+    for a number given twice); with `file_size_limit` (bytes), as under `ulimit -f` (a write past it
+    fails with EFBIG, as on a FAT32 stick past 4 GiB)."""
     code = textwrap.dedent(
         f"""
         import os, signal, sys
@@ -202,7 +204,14 @@ def run_offline_cli(
         sys.exit(cli.main({args!r} + ["--no-progress"]))
         """
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+    def limit_file_size() -> None:
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd, preexec_fn=limit_file_size
+    )
 
 
 def rvl_pack(values: list[int]) -> bytes:

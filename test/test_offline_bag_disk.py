@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import resource
 import signal
 import tempfile
@@ -56,10 +58,11 @@ def _params_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("mode", ["causal", "offline"])
-def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
+def test_a_write_that_does_not_fit_before_any_frame_is_one_error_naming_the_output_and_the_fix(
     tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str], mode: str
 ) -> None:
-    """The output's disk fills up mid-run: the CLI used to die with an OSError traceback (exit 1)."""
+    """The output's file cannot hold even its first chunk of frames: the CLI used to die with an OSError traceback
+    (exit 1); it is one line naming the output, the cause and the fix, nothing left under its name."""
     src = tmp_path / "in"
     write_image_bag(src, synthetic_frames(40, 36, 52))
     out = tmp_path / "out"
@@ -70,9 +73,90 @@ def test_a_full_disk_is_one_error_naming_the_output_not_a_traceback(
     assert rc == 2, err
     assert "Traceback" not in err
     (line,) = [x for x in err.splitlines() if x.startswith("vdepth-bag:")]
-    assert str(out) in line and "another output path" in line and "File too large" in line, line
+    assert str(out) in line and "ulimit -f" in line and "exFAT" in line, line
+    # (offline mode's temporary files beside the output fill the file before any of it)
+    assert mode == "offline" or "before any frame was written" in line, line
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((STAGING_PREFIX, ".out"))]
+
+
+def _bag_messages(path: Path) -> dict[str, list[int]]:
+    """Each topic's messages' log times, read by rosbags (metadata.yaml) and by the MCAP reference reader from the
+    file's own summary: both must read the whole bag."""
+    from mcap.reader import make_reader
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([path]) as reader:
+        times: dict[str, list[int]] = {c.topic: [] for c in reader.connections}
+        for conn, t, _raw in reader.messages():
+            times[conn.topic].append(t)
+        assert {c.topic: c.msgcount for c in reader.connections} == {k: len(v) for k, v in times.items()}
+    (storage,) = path.glob("*.mcap")
+    with storage.open("rb") as f:
+        mcap = make_reader(f)
+        stats = mcap.get_summary().statistics
+        assert stats is not None and stats.message_count == sum(map(len, times.values()))
+        assert [m.log_time for _s, _c, m in mcap.iter_messages(topics=["/depth"])] == times["/depth"]
+    return times
+
+
+def test_a_file_size_limit_mid_run_ends_the_input_there_keeping_a_readable_bag(tmp_path: Path) -> None:
+    """A long run onto a FAT32 stick (4 GiB a file) or under `ulimit -f`: the write past the limit (EFBIG) lost the
+    whole run: one error, nothing kept. Now the input ends before the limit, as Ctrl-C ends it: the bag keeps every
+    frame read, each complete (all its topics), with its summary and metadata.yaml, read back by rosbags and the
+    MCAP reference reader; one line names the cause and the fix, exit status 2. As the user runs it: its own
+    process, the limit set as `ulimit -f` sets it."""
+    from fakes import run_offline_cli
+
+    write_image_bag(tmp_path / "in", synthetic_frames(40, 36, 52))  # outputs ~45 kB a frame: 1.8 MB in all
+    _params_file(tmp_path)
+    proc = run_offline_cli("bag", ["in", "-o", "out", "--params", "params.yaml"], tmp_path, file_size_limit=1_200_000)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    times = _bag_messages(tmp_path / "out")
+    written = len(times["/depth"])
+    assert 8 <= written < 40 and {len(t) for t in times.values()} == {written}, {k: len(v) for k, v in times.items()}
+    assert last.startswith(f"vdepth-bag: stopped after {written} of 40 input frames"), last  # (none lost)
+    assert f"holds the {written} frames" in last and "ulimit -f" in last and "exFAT" in last, last
+    meta = yaml.safe_load((tmp_path / "out" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert "nears the largest file" in meta["custom_data"]["vdepth_ros.interrupted"]
+    assert meta["message_count"] == 4 * written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "params.yaml"]
+
+
+@pytest.mark.parametrize("failure", ["ENOSPC", "EFBIG"])
+def test_a_disk_filled_by_another_program_ends_the_run_keeping_a_readable_bag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Another program fills the disk while offline mode writes (no room check foresees it), or a file system's
+    size limit that `file_size_limit` does not know: the write that fails (ENOSPC, EFBIG) ended the run with nothing
+    kept. The bag now keeps the frames before it, and room for its summary and metadata.yaml is made by dropping the
+    chunks written last (the failing write found the disk full)."""
+    import errno
+
+    from vdepth_ros.offline import bag_file_writer
+
+    disk_left = 600_000
+    real_write_all = bag_file_writer._write_all
+
+    def fills_up(file: object, data: memoryview) -> None:
+        if file.tell() + len(data) > disk_left:  # type: ignore[attr-defined]
+            raise OSError(getattr(errno, failure), os.strerror(getattr(errno, failure)))
+        real_write_all(file, data)
+
+    monkeypatch.setattr(bag_file_writer, "_write_all", fills_up)
+    write_image_bag(tmp_path / "in", synthetic_frames(40, 36, 52))
+    summary = process_bag(tmp_path / "in", tmp_path / "out", params=PARAMS, engine=_engine(), mode="offline")
+    why = "No space left on device" if failure == "ENOSPC" else "File too large (the largest file"
+    assert summary.stopped_by and why in summary.stopped_by, summary.stopped_by
+    assert f"after writing {summary.frames_out} of the 40 input frames" in summary.interrupted
+    monkeypatch.setattr(bag_file_writer, "_write_all", real_write_all)
+    times = _bag_messages(tmp_path / "out")
+    assert 4 <= len(times["/depth"]) == summary.frames_out < 40 and {len(t) for t in times.values()} == {
+        summary.frames_out
+    }
+    assert (tmp_path / "out" / "out_0.mcap").stat().st_size < disk_left
 
 
 @pytest.mark.parametrize("mode", ["causal", "offline"])
@@ -119,31 +203,100 @@ def test_a_disk_about_to_fill_ends_the_input_there_keeping_a_readable_bag(
     assert "disk is nearly full" in custom_data["vdepth_ros.interrupted"]
 
 
-def _video_run(tmp_path: Path) -> tuple[Path, list[str]]:
-    """A folder of 20 frames for vdepth-video: (its output path, the arguments without the options
-    a test adds)."""
+def test_a_sqlite3_output_keeps_the_frames_before_a_write_that_does_not_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--storage sqlite3`: rosbags wrote the whole bag in one transaction, so a write that did not fit (a size limit
+    not foreseen here, or another program filling the disk) lost it all. It now commits where frames end: the bag
+    keeps the frames committed before, complete, with its metadata row and metadata.yaml."""
+    import sqlite3
+
+    from rosbags.highlevel import AnyReader
+
+    from vdepth_ros.offline import atomic
+
+    monkeypatch.setattr(atomic, "file_size_limit", lambda folder: None)  # (not foreseen)
+    write_image_bag(tmp_path / "in", synthetic_frames(40, 36, 52))
+    with file_size_limit(1_000_000):
+        summary = process_bag(tmp_path / "in", tmp_path / "out", params=PARAMS, engine=_engine(), storage="sqlite3")
+    assert summary.stopped_by and "disk I/O error" in summary.stopped_by, summary.stopped_by  # (sqlite's EFBIG)
+    assert "ulimit -f" in summary.stopped_by, summary.stopped_by
+    with AnyReader([tmp_path / "out"]) as reader:
+        counts = {c.topic: 0 for c in reader.connections}
+        for conn, _t, _raw in reader.messages():
+            counts[conn.topic] += 1
+        assert {c.topic: c.msgcount for c in reader.connections} == counts
+    assert 8 <= summary.frames_out < 40 and set(counts.values()) == {summary.frames_out}, (summary.frames_out, counts)
+    with sqlite3.connect(tmp_path / "out" / "out_0.db3") as db:
+        assert db.execute("SELECT COUNT(*) FROM metadata").fetchone()[0] == 1
+
+
+def _video_run(tmp_path: Path, frames: int = 20, height: int = 36, width: int = 52) -> tuple[Path, list[str]]:
+    """A folder of `frames` frames for vdepth-video: (its output path, the arguments without the options a test
+    adds)."""
     import cv2
 
     folder = tmp_path / "frames"
     folder.mkdir()
-    for i, rgb in enumerate(synthetic_frames(20, 36, 52)):
+    for i, rgb in enumerate(synthetic_frames(frames, height, width)):
         cv2.imwrite(str(folder / f"{i:04d}.png"), rgb[..., ::-1])
     out = tmp_path / "out"
     return out, [str(folder), "-o", str(out), "--params", str(_params_file(tmp_path)), "--no-progress"]
 
 
-def test_vdepth_video_full_disk_is_one_error(
-    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
+def _video_output_frames(out: Path) -> int:
+    """The frames a vdepth-video output holds, checked to agree everywhere: depth files, frames.csv, meta.json and
+    preview.mp4 as a player reads it."""
+    import cv2
+
+    files = len(list((out / "depth").glob("*.png")))
+    rows = len((out / "frames.csv").read_text().splitlines()) - 1
+    cap = cv2.VideoCapture(str(out / "preview.mp4"))
+    played = 0
+    while cap.read()[0]:
+        played += 1
+    cap.release()
+    assert files == rows == json.loads((out / "meta.json").read_text())["frames"] == played, (files, rows, played)
+    return files
+
+
+@pytest.mark.parametrize("cause", ["file size limit", "disk filled by another program"])
+def test_vdepth_video_ends_where_a_write_does_not_fit_keeping_the_frames_before(
+    tmp_path: Path, fake_models: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cause: str
 ) -> None:
-    out, args = _video_run(tmp_path)
-    with file_size_limit(20_000):
-        rc = videocli.main([*args, "--format", "npy"])
+    """vdepth-video kept nothing on a full disk (one error, the output removed), and under a file size limit
+    OpenCV's writer left preview.mp4 cut short. Now the run ends there as Ctrl-C ends it: the frames before keep
+    all their files, frames.csv and meta.json agree, and preview.mp4 plays them all (it stops before the limit);
+    one line names the cause and the fix, exit status 2."""
+    import errno
+
+    from vdepth_ros.offline import videoio
+
+    out, args = _video_run(tmp_path, 40, 120, 160)
+    if cause == "file size limit":
+        limit = file_size_limit(80_000)  # each PNG fits; preview.mp4 (~2 kB a frame) does not
+    else:
+        real_write_png, pngs = videoio.write_png, []
+
+        def fills_up(path: Path, image: object, params: object = ()) -> None:
+            pngs.append(path)
+            if len(pngs) > 12:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_write_png(path, image, params)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(videoio, "write_png", fills_up)
+        limit = contextlib.nullcontext()
+    with limit:
+        rc = videocli.main([*args, "--mode", "causal", "--depth-range", "0.5", "5"])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "Traceback" not in err
-    (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
-    assert str(out) in line and "another output path" in line, line
-    assert not out.exists()
+    last = err.strip().splitlines()[-1]
+    written = _video_output_frames(out)
+    assert 1 <= written < 40 and last.startswith("vdepth-video: stopped after"), (written, last)
+    assert f"holds the {written} frames" in last, last
+    assert ("ulimit -f" in last) if cause == "file size limit" else ("No space left" in last), last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "out", "params.yaml"]
 
 
 def test_offline_mode_keeps_its_temporary_files_beside_the_output(
@@ -158,6 +311,37 @@ def test_offline_mode_keeps_its_temporary_files_beside_the_output(
     summary = process_bag(src, tmp_path / "out", params=PARAMS, engine=_engine(), mode="offline")
     assert summary.frames_out == 20
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_offline_mode_spills_in_parts_no_larger_than_a_usb_stick_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline mode's spill held every frame's RGB in one file (tens of GB for a long bag): on a FAT32 stick (4 GiB
+    a file) the run failed there, nothing kept. It is cut into parts (`SPILL_PART_BYTES`, 1 GiB; here 20 kB, so that
+    20 small frames take several), read back to the same output as one file gave."""
+    from rosbags.highlevel import AnyReader
+
+    from vdepth_ros import pipeline_offline
+
+    write_image_bag(tmp_path / "in", synthetic_frames(20, 36, 52))
+    process_bag(tmp_path / "in", tmp_path / "whole", params=PARAMS, engine=_engine(), mode="offline")
+    largest: list[int] = []
+    real_open_reads = pipeline_offline._PartedFile.open_reads
+
+    def open_reads(self: pipeline_offline._PartedFile) -> None:
+        largest.extend([os.path.getsize(self.part(k)) for k in range(len(self._parts))])
+        real_open_reads(self)
+
+    monkeypatch.setattr(pipeline_offline, "SPILL_PART_BYTES", 20_000)
+    monkeypatch.setattr(pipeline_offline._PartedFile, "open_reads", open_reads)
+    process_bag(tmp_path / "in", tmp_path / "parts", params=PARAMS, engine=_engine(), mode="offline")
+    assert largest and max(largest) <= 20_000 + 48 * 64 * 4 * 8, largest  # (a record alone in a part may be larger)
+
+    def messages(bag: Path) -> list[tuple[str, bytes]]:
+        with AnyReader([bag]) as reader:
+            return [(c.topic, bytes(raw)) for c, _t, raw in reader.messages()]
+
+    assert messages(tmp_path / "parts") == messages(tmp_path / "whole")
 
 
 def _file_compressed_bag(src: Path, frames: int = 20) -> Path:
@@ -250,15 +434,21 @@ def test_vdepth_video_png_files_on_a_full_disk_are_an_error_not_missing_files(
     assert not out.exists()
 
 
-def test_vdepth_video_preview_on_a_full_disk_is_an_error(
-    tmp_path: Path, fake_models: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """OpenCV's video writer does not report failed writes either: preview.mp4 came out cut short."""
-    out, args = _video_run(tmp_path)
-    with file_size_limit(9_000):  # the .npy files (7.6 kB), frames.csv and meta.json fit; the mp4 does not
-        rc = videocli.main([*args, "--format", "npy", "--mode", "causal"])
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    (line,) = [x for x in err.splitlines() if x.startswith("vdepth-video:")]
-    assert "preview.mp4" in line or str(out) in line, line
-    assert not out.exists()
+def test_a_fat_usb_sticks_largest_file_is_known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output on a FAT32 stick (mounted where its label says, spaces escaped in mountinfo): its 4 GiB - 1 per
+    file is the limit the tools stop before; `ulimit -f` when lower; none on another file system."""
+    from vdepth_ros.offline import atomic
+
+    stick = tmp_path / "MY STICK"
+    mounts = (
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        f"98 22 8:17 / {str(stick).replace(' ', chr(92) + '040')} rw,nosuid - vfat /dev/sdb1 rw,uid=1000\n"
+    )
+    real_read_text = Path.read_text
+    monkeypatch.setattr(
+        Path, "read_text", lambda p, *a, **k: mounts if str(p) == "/proc/self/mountinfo" else real_read_text(p, *a, **k)
+    )
+    assert atomic.file_size_limit(stick / "runs" / "out") == (1 << 32) - 1
+    assert atomic.file_size_limit(tmp_path / "MY STICKER") is None
+    with file_size_limit(1 << 20):  # (`ulimit -f`, lower)
+        assert atomic.file_size_limit(stick) == 1 << 20

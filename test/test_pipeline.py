@@ -176,7 +176,7 @@ def test_offline_matches_truth_each_frame_once_and_spills_to_disk(tmp_path: Path
     out = list(pipe.run_offline(gen(), spill_dir=tmp_path))
     assert [f.index for f in out] == list(range(50))
     assert all(f.status == "final" for f in out)
-    assert "disp.f32" in seen_files  # window disparities live on disk, not in RAM
+    assert "disp.0.f32" in seen_files  # window disparities live on disk, not in RAM (in parts: pipeline_offline)
     assert not list(tmp_path.iterdir())  # cleaned up
     pred = np.stack([f.disparity for f in out])
     assert _global_affine_error(pred, _truth(frames)) < 1e-4

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -156,81 +156,118 @@ class _OfflineSegment:
     windows: list[Window] = field(default_factory=list)
 
 
+#: The largest temporary file offline mode writes: its spill is cut into parts of this size, as a file system may take
+#: no larger file (FAT32's 4 GiB on a USB stick: a long bag's spill is tens of GB, and the run failed at 4 GiB)
+SPILL_PART_BYTES = 1 << 30
+
+
+class _PartedFile:
+    """An append-only temporary file in parts of at most `SPILL_PART_BYTES` (a record larger than that alone in
+    one), read back with `os.pread` (not np.memmap: pages a memmap has touched stay mapped, and counted in RSS,
+    until it is closed, so RSS would grow with the sequence)."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.name = folder, name
+        self._parts: list[int] = []  # each part's bytes
+        self._file: BinaryIO | None = None
+        self._fds: list[int] = []
+
+    def part(self, k: int) -> Path:
+        """Part `k`'s file: `disp.0.f32` for `disp.f32`."""
+        name = Path(self.name)
+        return self.folder / f"{name.stem}.{k}{name.suffix}"
+
+    def append(self, data: bytes) -> tuple[int, int]:
+        """Write `data`; returns where it lies: (part, offset)."""
+        if self._file is None or (self._parts[-1] and self._parts[-1] + len(data) > SPILL_PART_BYTES):
+            self.close_writes()
+            self._file = open(self.part(len(self._parts)), "wb")  # noqa: SIM115 - close_writes
+            self._parts.append(0)
+        where = (len(self._parts) - 1, self._parts[-1])
+        self._file.write(data)
+        self._parts[-1] += len(data)
+        return where
+
+    def close_writes(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def open_reads(self) -> None:
+        self.close_writes()
+        self._fds = [os.open(self.part(k), os.O_RDONLY) for k in range(len(self._parts))]
+
+    def close_reads(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+    def read(self, where: tuple[int, int], dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        buf = bytearray(nbytes)
+        view = memoryview(buf)
+        got = 0
+        part, offset = where
+        while got < nbytes:  # pread may return short reads
+            chunk = os.pread(self._fds[part], nbytes - got, offset + got)
+            if not chunk:
+                raise OSError(f"offline spill file {self.part(part).name} is truncated")
+            view[got : got + len(chunk)] = chunk
+            got += len(chunk)
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
 class _Spill:
-    """Append-only temp files for offline mode, read back window by window with `os.pread`.
+    """Append-only temp files for offline mode (`_PartedFile`), read back window by window.
 
     Holds the window disparities, sparse depth (working resolution) and the output-resolution RGB;
     the working-resolution frames are only needed while their windows run (pass 1)."""
 
     def __init__(self, folder: Path, height: int, width: int) -> None:
         self.folder, self.h, self.w = folder, height, width
-        self._rgb_out = open(folder / "rgb_out.u8", "wb")  # noqa: SIM115 - closed in close_writes
-        self._disp = open(folder / "disp.f32", "wb")  # noqa: SIM115
-        self._sparse = open(folder / "sparse.f32", "wb")  # noqa: SIM115
-        self._win_offsets: list[tuple[int, int]] = []  # (first frame slot, n frames) per window
+        self._rgb_out, self._disp, self._sparse = (
+            _PartedFile(folder, n) for n in ("rgb_out.u8", "disp.f32", "sparse.f32")
+        )
+        self._win_at: list[tuple[tuple[int, int], int]] = []  # (where, n frames) per window
         self.n_windows = 0
-        self._n_disp = 0
-        self._sparse_slot: dict[int, int] = {}
-        self._rgb_out_offset: dict[int, tuple[int, tuple[int, int]]] = {}
-        self._rgb_out_bytes = 0
+        self._sparse_at: dict[int, tuple[int, int]] = {}
+        self._rgb_out_at: dict[int, tuple[tuple[int, int], tuple[int, int]]] = {}
 
     def put_frame(self, index: int, rec: _Record) -> None:
         if rec.sparse is not None:
-            self._sparse_slot[index] = len(self._sparse_slot)
-            self._sparse.write(np.ascontiguousarray(rec.sparse, dtype=np.float32).tobytes())
+            self._sparse_at[index] = self._sparse.append(np.ascontiguousarray(rec.sparse, dtype=np.float32).tobytes())
         if rec.rgb_out is not None:
-            data = np.ascontiguousarray(rec.rgb_out).tobytes()
-            self._rgb_out_offset[index] = (self._rgb_out_bytes, rec.rgb_out.shape[:2])
-            self._rgb_out.write(data)
-            self._rgb_out_bytes += len(data)
+            where = self._rgb_out.append(np.ascontiguousarray(rec.rgb_out).tobytes())
+            self._rgb_out_at[index] = (where, rec.rgb_out.shape[:2])
 
     def put_window(self, disp: np.ndarray) -> None:
-        self._win_offsets.append((self._n_disp, disp.shape[0]))
-        self.n_windows = len(self._win_offsets)
-        self._disp.write(np.ascontiguousarray(disp, dtype=np.float32).tobytes())
-        self._n_disp += disp.shape[0]
+        where = self._disp.append(np.ascontiguousarray(disp, dtype=np.float32).tobytes())
+        self._win_at.append((where, disp.shape[0]))
+        self.n_windows = len(self._win_at)
 
     def close_files(self) -> None:
         for f in (self._rgb_out, self._disp, self._sparse):
-            f.close()
+            f.close_writes()
 
     def close_writes(self) -> None:
-        self.close_files()
-        # Read back with pread into fresh buffers, not np.memmap: pages a memmap has touched stay
-        # mapped (and counted in RSS) until it is closed, so RSS would grow with the sequence.
-        names = ("rgb_out.u8", "disp.f32", "sparse.f32")
-        self._fds = {name: os.open(self.folder / name, os.O_RDONLY) for name in names}
+        for f in (self._rgb_out, self._disp, self._sparse):
+            f.open_reads()
 
     def close_reads(self) -> None:
-        for fd in getattr(self, "_fds", {}).values():
-            os.close(fd)
-        self._fds = {}
-
-    def _read(self, name: str, offset: int, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        buf = bytearray(nbytes)
-        view = memoryview(buf)
-        got = 0
-        while got < nbytes:  # pread may return short reads
-            chunk = os.pread(self._fds[name], nbytes - got, offset + got)
-            if not chunk:
-                raise OSError(f"offline spill file {name} is truncated")
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
-        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+        for f in (self._rgb_out, self._disp, self._sparse):
+            f.close_reads()
 
     def window(self, k: int) -> np.ndarray:
-        start, n = self._win_offsets[k]
-        frame = self.h * self.w * 4
-        return self._read("disp.f32", start * frame, np.float32, (n, self.h, self.w))
+        where, n = self._win_at[k]
+        return self._disp.read(where, np.float32, (n, self.h, self.w))
 
     def sparse(self, index: int) -> np.ndarray | None:
-        slot = self._sparse_slot.get(index)
-        if slot is None:
+        where = self._sparse_at.get(index)
+        if where is None:
             return None
-        return self._read("sparse.f32", slot * self.h * self.w * 4, np.float32, (self.h, self.w))
+        return self._sparse.read(where, np.float32, (self.h, self.w))
 
     def record(self, index: int, rec: _Record) -> _Record:
-        off, (h, w) = self._rgb_out_offset[index]
-        rgb_out = self._read("rgb_out.u8", off, np.uint8, (h, w, 3))
+        where, (h, w) = self._rgb_out_at[index]
+        rgb_out = self._rgb_out.read(where, np.uint8, (h, w, 3))
         return replace(rec, rgb=None, rgb_out=rgb_out, sparse=None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -42,10 +43,45 @@ def disk_full_error(err: BaseException, where: Path, fix: str) -> OfflineError |
     `fix`; None for any other error."""
     if not isinstance(err, OSError) or err.errno not in DISK_FULL_ERRNOS:
         return None
+    return OfflineError(f"cannot write {where}: {write_failure(err)}; {fix}")
+
+
+#: What to do about a file system's largest file or a file size limit (a full disk's fix is each tool's own)
+FILE_SIZE_FIX = "write to a disk formatted ext4, exFAT or NTFS, or raise the limit"
+
+
+def write_failure(err: OSError) -> str:
+    """What a write that did not fit (`DISK_FULL_ERRNOS`) ran into, in words: `File too large (...)`; a file
+    size limit's with its fix (`FILE_SIZE_FIX`), which freeing space would not be."""
     why = err.strerror or str(err)
     if err.errno == errno.EFBIG:
-        why += " (the file system's largest file, e.g. FAT32's 4 GB, or a file size limit)"
-    return OfflineError(f"cannot write {where}: {why}; {fix}")
+        return f"{why} (the largest file of its file system, e.g. FAT32's 4 GiB, or `ulimit -f`: {FILE_SIZE_FIX})"
+    return why
+
+
+def file_size_limit(folder: Path) -> int | None:
+    """The largest file a process may write in `folder`: `ulimit -f` (RLIMIT_FSIZE), or a FAT file system's
+    4 GiB - 1 (a USB stick), whichever is lower; None where neither limits it. A tool stops its output before it
+    (a write past it fails with EFBIG, and OpenCV's video writer fails there without a word)."""
+    import resource
+
+    limits = []
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    try:  # the mount holding `folder`: the longest mount point above it
+        target, best, fs = os.path.realpath(folder), "", ""
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split(" - ")
+            point, kind = fields[0].split()[4], fields[1].split()[0]
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)  # (`/media/u/MY\040STICK`)
+            if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, fs = point, kind
+        if fs in ("vfat", "msdos", "fat"):
+            limits.append((1 << 32) - 1)
+    except (OSError, IndexError):  # not Linux
+        pass
+    return min(limits, default=None)
 
 
 def foreign_entries(folder: Path, written: Callable[[tuple[str, ...]], bool], shown: int = 5) -> str | None:

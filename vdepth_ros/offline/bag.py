@@ -54,17 +54,20 @@ from vdepth_ros.offline.runner import (
     run_pipeline,
     setup_logging,
     sigterm_as_interrupt,
+    stamp_ns,
+    stamp_text,
     stdout_for_results,
     stopped_output,
     with_progress,
+    write_failed_reason,
 )
 from vdepth_ros.paths import expand_home
 from vdepth_ros.rectify import CALIBRATION_FORMATS, load_camera_info
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
-    from vdepth_ros.pipeline import FrameInput
+    from vdepth_ros.pipeline import DepthFrame, FrameInput
     from vdepth_ros.runtime.engine import DepthEngine
 
 log = logging.getLogger(__name__)
@@ -120,6 +123,7 @@ def process_bag(
     progress: bool = False,
     flicker: bool = False,
     log_time_stamps: bool = False,
+    start_ns: int | None = None,
 ) -> RunSummary:
     """Run the pipeline over one bag and write a new bag with the node's outputs.
 
@@ -150,6 +154,8 @@ def process_bag(
         progress: show a tqdm bar on stderr.
         log_time_stamps: stamp the inputs with the bag's receive times, not their header stamps
             (cameras whose drivers do not stamp their images); the outputs carry them too.
+        start_ns: leave out the images stamped before this (ns; the stamps the run uses, so `log_time_stamps`
+            too): the rest of a run that was stopped, whose stop line names it; the stream starts there anew.
         flicker: then measure how steady the written depth is (`vdepth-flicker` on the output with
             the input: the flow warping error, and TAE when camera poses were given), into the notes.
 
@@ -225,27 +231,27 @@ def process_bag(
         ):
             on_message = writer.copy_message if copy_input_topics else None
             frames = with_progress(source.frames(on_message=on_message), source.frame_count, PROG, progress)
+            if start_ns is not None:
+                frames = _from_start(frames, start_ns, summary)
             ros_values = ros_param_values(params)
             resets = StreamResets(round(ros_values["max_gap"] * 1e9))
             pauses = PauseRule(ros_values["pause_flush"], ros_values["max_gap"])
             # Ctrl-C ends the input here, as if the bag ended: the frames read are finished and written; so does a
             # disk about to fill, while there is room for them (causal mode writes as it reads; offline mode, which
             # writes once all is read, ends its output there instead)
+            # (and so does a write that did not fit all the same: the bag keeps the frames before it)
             room = disk_room_check(
                 output.scratch, lambda: (writer.bytes_written, writer.frames_written), largest_burst(pipeline.schedule)
             )
+            check = lambda: write_failed_reason(writer.full) or room()  # noqa: E731
             outputs = run_pipeline(
-                pipeline, stop.frames(frames, room if mode == "causal" else None), mode, resets, _frame_signature,
+                pipeline, stop.frames(frames, check if mode == "causal" else None), mode, resets, _frame_signature,
                 output.scratch, pauses,
             )  # type: ignore[arg-type]  # fmt: skip
             if mode == "offline":
                 outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
-            for frame in outputs:
-                if mode == "offline" and stop.end_output(room()):
-                    break
-                if writer.write_frame(frame):
-                    summary.add(frame)
-            stopped = stopped_output(stop, output, summary, source.frame_count)
+            _write_frames(outputs, writer, stop, summary, check if mode == "offline" else None)
+            stopped = stopped_output(stop, output, summary, source.frame_count, _the_rest(writer, stop, mode))
             if stopped is not None:  # in the output folder's metadata.yaml too
                 writer.writer.set_custom_data("vdepth_ros.interrupted", stopped)
         # 5. What the run saw, as counts and notes.
@@ -294,6 +300,51 @@ def process_bag(
     return summary
 
 
+def _write_frames(
+    outputs: Iterable[DepthFrame],
+    writer: DepthBagWriter,
+    stop: StopAtCtrlC,
+    summary: RunSummary,
+    check: Callable[[], str | None] | None,
+) -> None:
+    """Write the pipeline's `outputs`, ending them where `check` gives a reason (offline mode, which writes once the
+    input is read); the bag's data then finished, `summary` counts the frames it keeps (a write that did not fit
+    drops the frames of its chunk, also those of the last window after the input was read to its end)."""
+    for frame in outputs:
+        if check is not None and stop.end_output(check()):
+            break
+        if writer.write_frame(frame):
+            summary.add(frame)
+    if writer.finish_data() and stop.reason is None:
+        stop.end_output(write_failed_reason(writer.full))
+    summary.frames_out = writer.frames_written
+
+
+def _from_start(frames: Iterable[FrameInput], start_ns: int, summary: RunSummary) -> Iterator[FrameInput]:
+    """`frames` from the first stamped at or after `start_ns` on (`--start`), noted in `summary`."""
+    left_out, started = 0, False
+    for frame in frames:
+        if frame.stamp_ns < start_ns and not started:
+            left_out += 1
+            continue
+        if not started:
+            started = True
+            summary.notes.append(
+                f"--start {stamp_text(start_ns)}: {left_out} frames before it left out; the depth stream starts anew "
+                "there (its scale and alignment are not continued from a run over the frames before: a seam where "
+                "the two outputs meet)"
+            )
+        yield frame
+
+
+def _the_rest(writer: DepthBagWriter, stop: StopAtCtrlC, mode: str) -> str | None:
+    """How to process only the input a stopped run did not write (`--start` after its last frame), or None."""
+    if not stop.cut or writer.last_stamp is None:
+        return None
+    again = "the same options and" if mode == "causal" else "the same options (--mode offline) and"
+    return f"the rest: run again with {again} --start {stamp_text(writer.last_stamp + 1)} into another output"
+
+
 def _refuse_a_stopped_runs_output(path: Path, overwrite: bool) -> None:
     """Without `overwrite`, refuse an output folder that holds an earlier run stopped early (Ctrl-C, SIGTERM, its
     disk full: the `vdepth_ros.interrupted` its metadata.yaml `custom_data` keeps), saying how far it got and that a
@@ -310,7 +361,8 @@ def _refuse_a_stopped_runs_output(path: Path, overwrite: bool) -> None:
     if stopped is not None:
         raise OutputExistsError(
             f"output {path.absolute()} exists: an earlier vdepth-bag run's output, stopped {stopped}; a run does not "
-            "resume: pass --overwrite to run the whole input into it again, or choose another output path"
+            "resume: pass --overwrite to run the whole input into it again, or choose another output path (the rest "
+            "alone: --start, above)"
         )
 
 
@@ -463,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stamp the inputs (and so the outputs) with the times the bag received them, for a camera driver "
         "that does not stamp its images (repeated or zero header stamps)",
     )
+    p.add_argument(
+        "--start",
+        type=stamp_ns,
+        metavar="STAMP",
+        help="leave out the images stamped before STAMP (seconds, e.g. 1700000000.123456789): the rest of a stopped "
+        "run, as its stop line names it; the depth stream starts there anew",
+    )
     p.add_argument("--copy-input-topics", action="store_true", help="copy every input message into the output")
     p.add_argument(
         "--typestore",
@@ -507,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.no_progress and sys.stderr.isatty(),
                 flicker=args.flicker,
                 log_time_stamps=args.log_time_stamps,
+                start_ns=args.start,
             )
     except (VdepthError, FileNotFoundError, KeyboardInterrupt) as exc:
         return cli_errors(PROG, exc)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +16,6 @@ import numpy as np
 
 from vdepth_ros.camera_info import camera_info_fields
 from vdepth_ros.encodings import image_fields_from_array
-from vdepth_ros.offline.bag_outputs import recorded_file_stem
 from vdepth_ros.offline.bag_types import (
     BAG_VERSION,
     CAMERA_INFO,
@@ -149,46 +146,18 @@ def new_bag_writer(
 
 @functools.cache
 def _recorded_writer_class() -> type[Writer]:
-    """rosbags' `Writer`, writing its folder as `new_bag_writer` says (a class made on first use: importing this
-    module needs no rosbags)."""
-    from rosbags.rosbag2 import Writer
+    """rosbags' `Writer`, writing its folder as `new_bag_writer` says, its MCAP storage's chunks ending where frames
+    end (`bag_file_writer`; classes made on first use: importing this module needs no rosbags)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2.storage_mcap import McapWriter
+    from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 
-    class RecordedBagWriter(Writer):
-        def __init__(self, path: Path, single_file: bool, **kwargs: Any) -> None:
-            super().__init__(path, **kwargs)  # (refuses an existing `path`)
-            self.final_path, self.single_file = path, single_file
-            self.folder_name = path.stem if single_file else recorded_file_stem(path.name)
-            self.staging: Path | None = None
+    from vdepth_ros.offline.bag_file_writer import FrameChunkedMcap, FrameCommittedSqlite, RecordedBag
 
-        def open(self) -> None:
-            # rosbags names the storage file after the folder it writes: a folder named PATH_0 gives PATH_0.mcap
-            parent = self.final_path.parent
-            parent.mkdir(parents=True, exist_ok=True)
-            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.final_path.name}.writing-", dir=parent))
-            self.path = self.staging / self.folder_name
-            self.metapath = self.path / "metadata.yaml"
-            super().open()
-
-        def close(self) -> None:
-            super().close()
-            if self.single_file:
-                next(p for p in self.path.iterdir() if p.name != "metadata.yaml").rename(self.final_path)
-            else:
-                self.path.rename(self.final_path)
-            self._remove_staging()
-
-        def abort(self) -> None:
-            try:
-                super().abort()
-            finally:
-                self._remove_staging()
-
-        def _remove_staging(self) -> None:
-            staging, self.staging = self.staging, None
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
-
-    return RecordedBagWriter
+    mcap = type("FrameChunkedMcapWriter", (FrameChunkedMcap, McapWriter), {})
+    sqlite = type("FrameCommittedSqliteWriter", (FrameCommittedSqlite, Sqlite3Writer), {})
+    plugins = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: mcap, StoragePlugin.SQLITE3: sqlite}
+    return type("RecordedBagWriter", (RecordedBag, Writer), {"STORAGE_PLUGINS": plugins})
 
 
 def image_message(ts: Any, header: Any, arr: np.ndarray, encoding: str) -> Any:
@@ -242,6 +211,9 @@ class OutputTopics:
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
         return cls(*(f"{ns}/{prefix}{name}" for name in ("depth", "disparity", "points", "depth/camera_info")))
 
+
+#: how many of the last frames' stamps `DepthBagWriter` keeps: more than one chunk of the smallest frames holds
+_STAMPS_KEPT = 4096
 
 PUBLISH_POLICIES = ("final", "provisional", "both")
 
@@ -315,6 +287,8 @@ class DepthBagWriter:
         self.bytes_written = 0  # the messages' (outputs and copies), for the room left on the disk
         self.clouds_skipped = 0
         self.frames_written = 0
+        #: the stamps of the last main frames written (a write that did not fit drops the last of them)
+        self.last_stamps: list[int] = []
         self.custom_data = dict(custom_data or {})
         self.offered_qos = offered_qos
 
@@ -498,4 +472,29 @@ class DepthBagWriter:
             self._write(topics.camera_info, CAMERA_INFO, self._camera_info(header, frame.camera), t)
         if topics is self.topics:
             self.frames_written += 1
+            self.last_stamps.append(frame.stamp_ns)
+            del self.last_stamps[:-_STAMPS_KEPT]
+        self.writer.end_frame(topics is self.topics)
         return topics is self.topics
+
+    @property
+    def full(self) -> OSError | None:
+        """The write that did not fit (a full disk, a file size limit: `DISK_FULL_ERRNOS`), or None: nothing is
+        written after it, and `finish_data` closes the bag with the frames before it."""
+        return self.writer.full
+
+    def finish_data(self) -> int:
+        """Write what is pending, before the bag is closed; after a write that did not fit, `counts` and
+        `frames_written` count what the bag keeps. Returns the frames written that it does not keep."""
+        dropped = self.writer.finish_data()
+        if self.writer.full is not None:
+            by_id = self.writer.counts
+            self.counts = {topic: by_id.get(conn.id, 0) for topic, conn in self._conns.items() if by_id.get(conn.id)}
+            self.frames_written -= dropped
+            del self.last_stamps[max(0, len(self.last_stamps) - dropped) :]
+        return dropped
+
+    @property
+    def last_stamp(self) -> int | None:
+        """The stamp of the last main frame the bag keeps, or None (none; or more dropped than `_STAMPS_KEPT`)."""
+        return self.last_stamps[-1] if self.last_stamps and self.frames_written else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -437,8 +438,11 @@ class StopAtCtrlC:
                 close()
 
 
-def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary, total: int | None) -> str | None:
-    """Where `stop` cut the input: how far the run got, recorded in `summary` (None: not cut).
+def stopped_output(
+    stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary, total: int | None, rest: str | None = None
+) -> str | None:
+    """Where `stop` cut the input: how far the run got, recorded in `summary` (None: not cut); `rest` says how to
+    process only the rest of the input (default: run again for the whole input).
 
     Called before the output is committed. Raises `InterruptedRun` (the output is not kept) when no
     frame was written, or when the output would replace an earlier one (--overwrite): a complete
@@ -454,7 +458,7 @@ def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary,
         summary.stopped_by = stop.reason
     if summary.frames_out == 0 or output.replaces:
         kept = (
-            ", before any frame was written; no output was written"
+            f", before any frame was written; nothing was written to {output.final}"
             if summary.frames_out == 0
             else f"; the earlier output {output.final} is kept (the new one was not complete)"
         )
@@ -462,8 +466,23 @@ def stopped_output(stop: StopAtCtrlC, output: AtomicOutput, summary: RunSummary,
             raise InterruptedRun(f"{got}{kept}")
         raise OfflineError(f"stopped {got}{kept}")  # (a disk that stopped it: an error, exit status 2, not Ctrl-C)
     summary.interrupted = f"{got}; {output.final} holds the {summary.frames_out} frames written from them, complete"
-    summary.notes.append(f"interrupted {summary.interrupted}; run again (with --overwrite) for the whole input")
+    if rest is not None:
+        summary.interrupted += f"; {rest}"
+    summary.notes.append(f"interrupted {summary.interrupted}" + ("" if rest else "; run again for the whole input"))
     return summary.interrupted
+
+
+def stamp_ns(text: str) -> int:
+    """A stamp in seconds, as `--start` takes it (`1700000000.123456789`), in nanoseconds, exactly (no float)."""
+    whole, _, frac = text.strip().partition(".")
+    if not whole.isdigit() or not (frac.isdigit() or frac == "") or len(frac) > 9:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a stamp in seconds such as 1700000000.123456789")
+    return int(whole) * 1_000_000_000 + int(frac.ljust(9, "0") or 0)
+
+
+def stamp_text(ns: int) -> str:
+    """`stamp_ns`'s inverse: `1700000000.123456789`."""
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
 def exit_status(prog: str, summary: RunSummary) -> int:
@@ -481,15 +500,27 @@ _CLOSING_ROOM = 4 << 20
 
 
 def disk_room_check(folder: Path, written: Callable[[], tuple[int, int]], held: int) -> Callable[[], str | None]:
-    """For `StopAtCtrlC.frames`: a reason to end the input before the output's disk is full (None: room left), so
-    that the output holds the input up to there, complete and readable, as after Ctrl-C (a disk that filled
-    while writing lost the whole run: one error, nothing kept). `written()`: the bytes and frames written so far;
-    room is kept for the `held` frames the pipeline may still write (a window) at their mean size, and for closing
-    (`_CLOSING_ROOM`). Only the tool's own writes are foreseen: another program filling the disk is the error."""
+    """For `StopAtCtrlC.frames`: a reason to end the input before the output's disk is full, or its file reaches the
+    largest file allowed there (`atomic.file_size_limit`: `ulimit -f`, FAT32's 4 GiB) (None: room left), so that the
+    output holds the input up to there, complete and readable, as after Ctrl-C (a disk that filled while writing lost
+    the whole run: one error, nothing kept). `written()`: the bytes and frames written so far, into one file; room is
+    kept for the `held` frames the pipeline may still write (a window) at their mean size, and for closing
+    (`_CLOSING_ROOM`). Only the tool's own writes are foreseen: another program filling the disk is
+    `write_failed_reason`'s."""
+    from vdepth_ros.offline.atomic import FILE_SIZE_FIX, file_size_limit
+
+    file_limit = file_size_limit(folder)
 
     def check() -> str | None:
         nbytes, frames = written()
-        need = _CLOSING_ROOM + (nbytes // frames * (held + 1) if frames else 0)
+        held_bytes = nbytes // frames * (held + 1) if frames else 0
+        need = _CLOSING_ROOM + held_bytes
+        # the file: the frames, theirs to come, its own records (1/16 of them, and 64 KiB: the MCAP summary)
+        if file_limit is not None and nbytes + nbytes // 16 + held_bytes + (64 << 10) > file_limit:
+            return (
+                f"the output file nears the largest file allowed there ({file_limit / 1e6:.1f} MB: `ulimit -f`, or "
+                f"FAT32's 4 GiB); {FILE_SIZE_FIX}"
+            )
         free = shutil.disk_usage(folder).free
         if free >= need:
             return None
@@ -499,6 +530,19 @@ def disk_room_check(folder: Path, written: Callable[[], tuple[int, int]], held: 
         )
 
     return check
+
+
+def write_failed_reason(err: OSError | None) -> str | None:
+    """Why an output's write did not fit (`atomic.DISK_FULL_ERRNOS`), naming the fix, for `StopAtCtrlC` to end the
+    run there as Ctrl-C does; None for no error."""
+    from vdepth_ros.offline.atomic import write_failure
+
+    if err is None:
+        return None
+    why = f"writing the output failed: {write_failure(err)}"
+    if err.errno == errno.EFBIG:
+        return why
+    return f"{why} (its disk or quota is full); free space on it or choose an output on a disk with room"
 
 
 def add_run_options(parser: argparse.ArgumentParser, output: str) -> None:

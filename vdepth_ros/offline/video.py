@@ -44,6 +44,7 @@ from vdepth_ros.offline.runner import (
     stdout_for_results,
     stopped_output,
     with_progress,
+    write_failed_reason,
 )
 from vdepth_ros.offline.video_source import VideoFrameSource
 from vdepth_ros.offline.videoio import (
@@ -166,20 +167,35 @@ def process_video(
         pipeline = build_pipeline(config, engine=engine)
         summary.model = pipeline.model_identity()
         with VideoOutputWriter(
-            tmp, formats=formats, fps=source.fps, preview=preview, ply=ply, still_index=preview_still
+            tmp,
+            formats=formats,
+            fps=source.fps,
+            preview=preview,
+            ply=ply,
+            still_index=preview_still,
+            # room for preview.mp4's index (~30 bytes a frame), frames.csv and meta.json after a write that did not fit
+            room=output.scratch / "room",
+            room_bytes=(4 << 20) + 64 * (source.frame_count or 0),
         ) as out:
             frames = with_progress(source.frames(), source.frame_count, PROG, progress)
             if cam.info is not None:
                 frames = _with_camera_info(frames, cam.info, Rectifier() if rectify else None)
-            with StopAtCtrlC(PROG) as stop:  # Ctrl-C ends the input here: the frames read are finished
-                outputs = run_pipeline(pipeline, stop.frames(frames), mode, spill_dir=output.scratch)  # type: ignore[arg-type]
+            # Ctrl-C ends the input here: the frames read are finished; so does a write that does not fit (the
+            # files end with the frames before it)
+            with StopAtCtrlC(PROG) as stop:
+                full = lambda: write_failed_reason(out.full)  # noqa: E731
+                outputs = run_pipeline(pipeline, stop.frames(frames, full), mode, spill_dir=output.scratch)  # type: ignore[arg-type]
                 if mode == "offline":
                     outputs = with_progress(outputs, source.frame_count, f"{PROG} (writing)", progress)
                 for frame in outputs:
                     if config.publish == "both" and frame.status != "final":
                         continue  # files hold one result per frame: with "both", the final one
-                    out.write(frame)
-                    summary.add(frame)
+                    if mode == "offline" and stop.end_output(full()):
+                        break
+                    if out.write(frame):
+                        summary.add(frame)
+                if out.full is not None and stop.reason is None:  # after the input was read to its end
+                    stop.end_output(full())
             stopped = stopped_output(stop, output, summary, source.frame_count)
             # 5. Counts, notes and the run's meta file.
             summary.frames_in = source.frames_read + source.dropped

@@ -8,6 +8,7 @@ clip length.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ import numpy as np
 
 from vdepth_ros.camera_info import camera_info_fields
 from vdepth_ros.colormap import auto_range, preview_image, units_label
+from vdepth_ros.offline.atomic import DISK_FULL_ERRNOS, file_size_limit
 from vdepth_ros.offline.errors import OfflineError
 from vdepth_ros.offline.video_source import VideoFrameMeta
 
@@ -133,6 +135,13 @@ class VideoOutputWriter:
         preview: write `preview.mp4`, and `preview.png` (one still: frame `still_index`).
         ply: write clouds when the frame has points.
         still_index: input frame index of `preview.png` (None: no still).
+        room: a file to fill with `room_bytes` at the start (beside the output, on its disk) and delete when a write
+            does not fit (`atomic.DISK_FULL_ERRNOS`), so that the preview's index, `frames.csv` and `meta.json` fit.
+
+    A write that does not fit ends the files with the frames before: the frame's files written so far are removed,
+    later frames are not written (`write` returns False; `full` says why), and `preview.mp4` stops before it (it is
+    checked to stay under the file size limit that `file_size_limit` finds, OpenCV writing past it without a word),
+    so every file kept is complete, `preview.mp4` playable.
     """
 
     def __init__(
@@ -144,6 +153,8 @@ class VideoOutputWriter:
         preview: bool = True,
         ply: bool = False,
         still_index: int | None = 0,
+        room: Path | None = None,
+        room_bytes: int = 4 << 20,
     ) -> None:
         bad = [f for f in formats if f not in FORMATS]
         if bad:
@@ -166,9 +177,21 @@ class VideoOutputWriter:
         self._csv: Any = None
         self._csv_file: Any = None
         self._video_frames = 0
+        self.room, self.room_bytes = room, room_bytes
+        #: the write that did not fit, or None
+        self.full: OSError | None = None
+        self._file_limit = file_size_limit(folder.parent)
+        self._preview_step = 0  # the most one preview frame added to preview.mp4 so far
 
     def __enter__(self) -> VideoOutputWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.room is not None:
+            try:
+                with self.room.open("wb") as f:
+                    f.truncate(0)
+                    f.write(bytes(self.room_bytes))  # (written, not sparse: the room is taken on the disk)
+            except OSError:  # no room even for that: the first write will say so
+                self.room.unlink(missing_ok=True)
         self._csv_file = (self.folder / "frames.csv").open("w", newline="")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(
@@ -227,15 +250,49 @@ class VideoOutputWriter:
                 "is the disk full? Free space or choose another output path (-o); --no-preview leaves it out"
             )
 
-    def write(self, frame: DepthFrame) -> None:
-        """Write one frame's files (all frames must agree on having depth or not)."""
+    def write(self, frame: DepthFrame) -> bool:
+        """Write one frame's files (all frames must agree on having depth or not); False when it was not written
+        (a write that did not fit, now or before: `full`)."""
+        if self.full is not None:
+            return False
+        meta = frame.meta
+        index = meta.index if isinstance(meta, VideoFrameMeta) else frame.index
+        try:
+            if self._preview_past_limit():
+                raise OSError(errno.EFBIG, "File too large")
+            self._write(frame, index)
+        except OSError as err:
+            if err.errno not in DISK_FULL_ERRNOS:
+                raise
+            self.full = err
+            for folder in (*FRAME_FOLDERS, "clouds"):  # the frame's files written before the one that did not fit
+                for name in FORMATS + ("ply",):
+                    (self.folder / folder / f"{index:06d}.{name}").unlink(missing_ok=True)
+            if self.room is not None:
+                self.room.unlink(missing_ok=True)
+            log.warning("cannot write frame %d's files: %s; the output ends with the frames before", index, err)
+            return False
+        return True
+
+    def _preview_past_limit(self) -> bool:
+        """Whether another frame may take preview.mp4 past the file size limit (OpenCV's writer fails there without
+        a word, and the file would be unplayable): its size, room for two of its largest frames and its index."""
+        if self._video is None or self._file_limit is None:
+            return False
+        try:
+            size = (self.folder / "preview.mp4").stat().st_size
+        except OSError:
+            return False
+        index_bytes = 64 * (self._video_frames + 1) + (64 << 10)  # FFmpeg's buffer and the moov index
+        return size + 2 * self._preview_step + index_bytes > self._file_limit
+
+    def _write(self, frame: DepthFrame, index: int) -> None:
         if self.kind is None:
             self._start(frame)
         values = frame.depth if self.kind == "depth" else frame.disparity
         if values is None:
             raise OfflineError("frame without depth after frames with depth; the scale source changed mid-run")
         meta = frame.meta
-        index = meta.index if isinstance(meta, VideoFrameMeta) else frame.index
         stem = self.folder / str(self.kind) / f"{index:06d}"
         if "png" in self.formats:
             if self.kind == "depth":
@@ -256,8 +313,10 @@ class VideoOutputWriter:
             )
         if self._video is not None:
             img = self._preview(frame, values)
+            before = _size(self.folder / "preview.mp4")
             self._video.write(img)
             self._video_frames += 1
+            self._preview_step = max(self._preview_step, _size(self.folder / "preview.mp4") - before, img.nbytes // 16)
             if index == self.still_index:
                 write_png(self.folder / "preview.png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if self.ply and frame.points is not None:
@@ -316,6 +375,13 @@ class VideoOutputWriter:
         (self.folder / "meta.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
         if cam is not None:
             write_camera_yaml(self.folder / "camera_info.yaml", cam)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def write_camera_yaml(path: Path, camera: CameraModel) -> None:
