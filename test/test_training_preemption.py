@@ -58,10 +58,14 @@ def test_a_checkpoint_killed_while_written_keeps_the_last_complete_one(tmp_path:
     assert not (run / "final").exists()
     last = latest_checkpoint(run)
     assert last is not None and last.name == "checkpoint_3", sorted(p.name for p in (run / "checkpoints").iterdir())
-    out = torchrun(["-m", "vdepth_training.train", *recipe, "--output", str(run), "--resume"])
-    assert "steps 4..6:" in out, out[-3000:]
+    # SIGTERM to one rank only (the launcher never sees it): in the run's last step, and after it, as the ranks
+    # compare their final parameters (that rank died of it there and the other said to start the run again)
+    faults = [str(REPO / "test" / "training_faults.py"), *recipe]
+    out = torchrun([*faults, "--output", str(run), "--resume"], env={**rank_env(), "FAULT": "sigterm:1:end"})
+    assert "steps 4..6:" in out and f"model: {run / 'final'}" in out, out[-3000:]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint_6"]  # the killed save is gone
-    torchrun(["-m", "vdepth_training.train", *recipe, "--output", str(tmp_path / "straight")])
+    out = torchrun([*faults, "--output", str(tmp_path / "straight")], env={**rank_env(), "FAULT": "sigterm:1:6"})
+    assert "the run is complete" in out and "interrupted" not in out, out[-3000:]
     assert_same_state(state_of(tmp_path / "straight" / "final"), state_of(run / "final"), what="killed in a save")
 
 
@@ -156,11 +160,19 @@ def test_slurm_job_overwrites_on_its_first_attempt_and_a_requeued_job_continues(
 def test_resume_on_a_finished_run_without_checkpoints_keeps_its_model(tmp_path: Path) -> None:
     """The launchers always pass --resume. On a finished run without checkpoints (checkpoint_every
     0, or deleted to free the disk) it found nothing to resume and silently started a new run:
-    metrics.jsonl emptied at once and final/ replaced at the end, with another config's model."""
+    metrics.jsonl emptied at once and final/ replaced at the end, with another config's model. The run
+    here finishes as a job preempted in its last step (a requeued job then meets it)."""
     recipe = _recipe(tmp_path, 2, checkpoint_every=0)
     run = tmp_path / "run"
     train = ["-m", "vdepth_training.train", *recipe, "--output", str(run)]
-    torchrun(train)
+    # the run finished as SLURM stops a job: SIGTERM to the launcher and every rank in its last step; the ranks
+    # complete it (final/) and the launcher says so, exit code 0 (it said "stopped by SIGTERM", 143)
+    launch = [sys.executable, "-m", "vdepth_training.torchrun", "--standalone", "--nproc_per_node=2",
+              str(REPO / "test" / "training_faults.py"), *recipe, "--output", str(run)]  # fmt: skip
+    done = subprocess.run(launch, cwd=REPO, env={**rank_env(), "FAULT": "sigterm_group:0:2"}, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0 and "the run is complete" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "torchrun: SIGTERM came as the run ended: every rank completed it" in done.stderr, done.stderr[-3000:]
     assert not (run / "checkpoints").exists()
     model, metrics = state_of(run / "final"), (run / "metrics.jsonl").read_text()
     cfg = yaml.safe_load(Path(recipe[1]).read_text())

@@ -6,7 +6,8 @@ rank's one line, then torchrun's own traceback and failure table, some 40 lines 
 launch ends with `torchrun: rank R (the first to leave its line, else the first to end) exited with code C: <its line>`
 (the line the rank left for torchrun, `ranks.tell_launcher`) and the exit code of that rank (2 a mistake,
 1 a failure, 143 stopped by another rank, as the training command's own), or 128 + the signal that stopped
-the launcher (SIGTERM: 143). `training/launch/` scripts run it.
+the launcher (SIGTERM: 143; 0 where every rank still completed the run: a SIGTERM in its last step, which torchrun
+ended with its traceback or 143 although `final/` was written). `training/launch/` scripts run it.
 
 A launcher that loses its rendezvous (the store served by the first node's launcher: that node lost, or its
 launcher ended) ends its ranks as after a rank's failure and ends with the first rank's line too
@@ -18,9 +19,23 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 #: torchrun's `error_file` of a rank that left none
 NO_FILE = "<N/A>"
+
+
+#: the agent of this launch (`_ranks_end_when_the_rendezvous_is_lost`), for its ranks' exit codes after a signal
+_agents: list[Any] = []
+
+
+def _ranks_exit_codes() -> list[int | None]:
+    """The exit codes of this launcher's ranks (None: still running), or [] where torch's agent does not say."""
+    try:
+        handlers = _agents[0]._pcontext.subprocess_handlers
+        return [handler.proc.poll() for handler in handlers.values()]
+    except (IndexError, AttributeError):
+        return []
 
 
 def _ranks_end_when_the_rendezvous_is_lost() -> None:
@@ -41,6 +56,7 @@ def _ranks_end_when_the_rendezvous_is_lost() -> None:
         return
 
     def _invoke_run(self: SimpleElasticAgent, role: str = "default") -> RunResult:
+        _agents[:] = [self]
         try:
             return invoke_run(self, role)
         except RendezvousGracefulExitError:
@@ -89,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)  # fmt: skip
         return failure.exitcode if 0 < failure.exitcode < 256 else 1
     except SignalException as err:  # the scheduler's SIGTERM (preemption, time limit), Ctrl-C: forwarded to the ranks
+        codes = _ranks_exit_codes()
+        if codes and all(code == 0 for code in codes):  # it came in the run's last step: the ranks completed it
+            print(f"torchrun: {err.sigval.name} came as the run ended: every rank completed it (exit code 0)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return 0
         print(f"torchrun: stopped by {err.sigval.name}; the ranks' lines above say where", file=sys.stderr, flush=True)
         return 128 + int(err.sigval)
     return 0
