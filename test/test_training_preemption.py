@@ -19,6 +19,7 @@ import pytest
 import yaml
 from training_ranks import tiny_config
 from training_support import (
+    PROG,
     REPO,
     assert_same_state,
     error_line,
@@ -27,6 +28,7 @@ from training_support import (
     state_of,
     torchrun,
 )
+from vdepth_training.checkpoints import LOCK_NAME
 from vdepth_training.trainer import latest_checkpoint
 
 
@@ -74,7 +76,8 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
     """SLURM ends a job (time limit, preemption, scancel) with SIGTERM to every process of the step,
     then SIGKILL; torchrun forwards SIGTERM to its ranks as well. The ranks used to die at once,
     losing every step since the last periodic checkpoint; now both finish the step, save one
-    checkpoint at the same step and exit, and the requeued run (`--resume`) continues exactly."""
+    checkpoint at the same step and exit, and the requeued run (`--resume`) continues exactly. A second
+    run on the folder while the first runs is refused."""
     recipe = _recipe(tmp_path, 400, checkpoint_every=0, num_workers=1)  # loader workers get the SIGTERM too
     base = ["-m", "vdepth_training.train", *recipe]
     run = tmp_path / "run"
@@ -83,6 +86,15 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
     proc = subprocess.Popen(cmd, cwd=REPO, env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
     metrics, deadline = run / "metrics.jsonl", time.monotonic() + 600
+    while not (run / LOCK_NAME).is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never locked its folder"
+        time.sleep(0.05)
+    # the job started again on the same folder while it runs (a requeued job beside the running one, one_node.sh
+    # in another terminal; both pass --resume): both trained from one checkpoint over each other's files
+    second = subprocess.run([*cmd, "--resume"], cwd=REPO, env=rank_env(), capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    ours = [ln for ln in second.stderr.splitlines() if ln.startswith(PROG)]  # rank 0's, and rank 1's naming it
+    assert second.returncode != 0 and ours and all("is in use by another run (pid" in ln for ln in ours), ours
     while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
         assert proc.poll() is None and time.monotonic() < deadline, "no third step"
         time.sleep(0.05)
@@ -95,6 +107,7 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
     assert len([ln for ln in log.splitlines() if "SIGTERM: stopping after this step" in ln]) == 1, log[-4000:]
     step = int(stops[0])
     assert [p.name for p in (run / "checkpoints").iterdir()] == [f"checkpoint_{step}"]
+    assert not (run / LOCK_NAME).exists()  # released: the folder holds what the run wrote only
     saved = {p.name for p in (run / "checkpoints" / f"checkpoint_{step}").iterdir()}
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= saved  # both ranks saved at that step
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, step + 1))

@@ -40,7 +40,9 @@ from vdepth_training.checkpoints import (
     TrainingProgress,
     check_run_outputs,
     complete_checkpoints,
+    hold_output,
     latest_checkpoint,
+    release_output,
     resumed_stream_position,
     rotate_checkpoints,
     truncate_metrics,
@@ -212,7 +214,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
                 `RESUMABLE_CHANGES`) and not `allow_config_change`, or on other data and not `allow_data_change`.
         """
         progress = TrainingProgress()
-        with self._ended_as_one(lambda: progress.global_step if self._training else None):
+        with self._output_held(), self._ended_as_one(lambda: progress.global_step if self._training else None):
             with self._terminated_as_error():
                 existing = self._start_ranks(lambda: self._check_output(resume=resume, overwrite=overwrite),
                                              resume=resume, allow_config=allow_config_change,
@@ -332,9 +334,22 @@ class Trainer(StepLoop, RunChecks, RunStops):
         if found is not None:
             self._check_resumed_data(found, allow_data)
 
+    @contextmanager
+    def _output_held(self) -> Iterator[None]:
+        """Release the lock on `output_dir` that `_check_output` takes (`checkpoints.hold_output`) when `fit` ends."""
+        try:
+            yield
+        finally:
+            if self._output_lock is not None:
+                release_output(self._output_lock)
+                self._output_lock = None
+
     def _check_output(self, *, resume: bool, overwrite: bool) -> list[str]:
         """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
-        them without `overwrite`, or to delete what a run did not write."""
+        them without `overwrite`, or to delete what a run did not write, or while another run holds the
+        folder (the first rank locks it for the run: `checkpoints.hold_output`)."""
+        if int(os.environ.get("RANK", "0")) == 0:
+            self._output_lock = hold_output(self.output_dir)
         existing = [name for name in RUN_FILES if (self.output_dir / name).exists()]
         if existing and not resume and not overwrite:
             raise OutputExistsError(
