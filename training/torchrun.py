@@ -75,6 +75,39 @@ def _ranks_end_when_the_rendezvous_is_lost() -> None:
     SimpleElasticAgent._invoke_run = _invoke_run  # type: ignore[method-assign]
 
 
+def _rendezvous_port_taken(args: Any) -> str | None:
+    """Why this launcher must not start: it is to serve the rendezvous (its endpoint is this machine, and for
+    torchrun's default `static` backend, it is node 0) on a port another process listens on, or None. torchrun's
+    c10d agent then silently joined the store of whatever served it, e.g. another job's launcher on a shared
+    node (`slurm.sbatch`'s port was 29500 for every job), and its ranks were killed when that job ended; the
+    static agent failed in a traceback."""
+    import socket
+
+    from torch.distributed.elastic.rendezvous.utils import _matches_machine_hostname, parse_rendezvous_endpoint
+    from torch.distributed.run import get_rdzv_endpoint
+
+    if args.standalone or (args.rdzv_backend == "static" and int(args.node_rank or 0) != 0):
+        return None  # (a free port of its own; another node serves it)
+    endpoint = get_rdzv_endpoint(args)
+    try:
+        host, port = parse_rendezvous_endpoint(endpoint, default_port=29400)
+    except ValueError:
+        return None  # torchrun says what is wrong with it
+    if port == 0 or not _matches_machine_hostname(host):
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed run's TIME_WAIT is no listener
+        try:
+            probe.bind(("", port))
+        except OSError as err:
+            return (f"the rendezvous endpoint {endpoint} is this node's and its port {port} is in use "
+                    f"({err.strerror}): another process listens there (another job's launcher?), whose rendezvous "
+                    "this launch would join; give it another port "
+                    "(MASTER_PORT=... for training/launch/slurm.sbatch, --rdzv_endpoint HOST:PORT or --master_port for "
+                    "torchrun; one node alone: --standalone)")  # fmt: skip
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run torchrun with `argv` (default: the command line); returns the launch's exit code."""
     # The agent's own C++ warnings (c10d's "recvValue failed" with ~30 C++ frames when another node's
@@ -91,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.run import parse_args, run
 
     _ranks_end_when_the_rendezvous_is_lost()
+    args = parse_args(argv)
+    if (taken := _rendezvous_port_taken(args)) is not None:
+        print(f"torchrun: {taken}", file=sys.stderr, flush=True)
+        return 2
     try:
-        run(parse_args(argv))  # torchrun's `main` without `@record`, which re-raises into a traceback
+        run(args)  # torchrun's `main` without `@record`, which re-raises into a traceback
     except ChildFailedError as err:
         told = {r: f for r, f in err.failures.items() if f.error_file != NO_FILE}  # ranks that left their line
         rank, failure = min(told.items(), key=lambda rf: (rf[1].timestamp, rf[0])) if told else err.get_first_failure()
