@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ from vdepth_training.config import load_config
 from vdepth_training.data.stream import ClipBatches, RankSampler
 from vdepth_training.recipes import get_recipe
 from vdepth_training.stages import plan_stages
+from vdepth_training.torchrun import main as torchrun_main
 from vdepth_training.trainer import Trainer
 
 from vdepth_ros.errors import extra_hint
@@ -282,10 +284,12 @@ def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None
     assert [r["node"] for r in runs] == ["0", "1"]  # one launcher per node
     # torchrun kills its ranks 30 s after a SIGTERM unless told otherwise: the ranks get the 120 s of --signal
     assert [r["grace"] for r in runs] == ["110", "110"]
+    # the rendezvous port is the job's (20000 + job id % 12000): two jobs sharing a node met at 29500, where the
+    # second job's launchers joined the first's rendezvous and lost their ranks when it ended
     for r in runs:
         assert r["args"] == [
             "--nnodes", "2", "--nproc_per_node", "8", "--rdzv_id", "4242", "--rdzv_backend", "c10d",
-            "--rdzv_endpoint", "gpu-a01:29500", "-m", "vdepth_training.train", "--config",
+            "--rdzv_endpoint", "gpu-a01:24242", "-m", "vdepth_training.train", "--config",
             "training/configs/depthcrafter.yaml", "--output", "/shared/runs/dc", "--latent-cache", "/shared/cache/dc",
             "--resume", "--deepspeed", "z.json",
         ]  # fmt: skip
@@ -298,6 +302,23 @@ def test_launch_files_render_for_two_nodes_of_eight_gpus(tmp_path: Path) -> None
     assert one["grace"] == "300"
     assert one["args"] == ["--standalone", "--nproc_per_node", "8", "-m", "vdepth_training.train", "--config",
                            "training/configs/vda.yaml", "--resume"]  # fmt: skip
+
+
+def test_a_rendezvous_port_in_use_on_this_node_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m vdepth_training.torchrun`: a launcher that is to serve its rendezvous on a port another process
+    listens on (another job's launcher on a shared node: the SLURM script's port was 29500 for every job) joined that
+    process's store, c10d silently (its ranks were killed when the other job ended), static with a traceback. Now
+    one line naming the port and the fix, exit code 2, before any rank starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        for launch in (["--rdzv_id", "job2", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"localhost:{port}"],
+                       ["--master_port", str(port)]):  # fmt: skip
+            code = torchrun_main(["--nnodes", "1", "--nproc_per_node", "1", *launch, str(tmp_path / "never.py")])
+            err = capsys.readouterr().err
+            assert code == 2 and len(err.strip().splitlines()) == 1, err[-2000:]
+            assert f"port {port} is in use" in err and "MASTER_PORT=" in err, err
 
 
 def test_the_one_node_launcher_runs_without_torchrun_on_the_path(tmp_path: Path) -> None:

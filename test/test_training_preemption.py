@@ -19,6 +19,7 @@ import pytest
 import yaml
 from training_ranks import tiny_config
 from training_support import (
+    PROG,
     REPO,
     assert_same_state,
     error_line,
@@ -27,6 +28,7 @@ from training_support import (
     state_of,
     torchrun,
 )
+from vdepth_training.checkpoints import LOCK_NAME
 from vdepth_training.trainer import latest_checkpoint
 
 
@@ -58,10 +60,14 @@ def test_a_checkpoint_killed_while_written_keeps_the_last_complete_one(tmp_path:
     assert not (run / "final").exists()
     last = latest_checkpoint(run)
     assert last is not None and last.name == "checkpoint_3", sorted(p.name for p in (run / "checkpoints").iterdir())
-    out = torchrun(["-m", "vdepth_training.train", *recipe, "--output", str(run), "--resume"])
-    assert "steps 4..6:" in out, out[-3000:]
+    # SIGTERM to one rank only (the launcher never sees it): in the run's last step, and after it, as the ranks
+    # compare their final parameters (that rank died of it there and the other said to start the run again)
+    faults = [str(REPO / "test" / "training_faults.py"), *recipe]
+    out = torchrun([*faults, "--output", str(run), "--resume"], env={**rank_env(), "FAULT": "sigterm:1:end"})
+    assert "steps 4..6:" in out and f"model: {run / 'final'}" in out, out[-3000:]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint_6"]  # the killed save is gone
-    torchrun(["-m", "vdepth_training.train", *recipe, "--output", str(tmp_path / "straight")])
+    out = torchrun([*faults, "--output", str(tmp_path / "straight")], env={**rank_env(), "FAULT": "sigterm:1:6"})
+    assert "the run is complete" in out and "interrupted" not in out, out[-3000:]
     assert_same_state(state_of(tmp_path / "straight" / "final"), state_of(run / "final"), what="killed in a save")
 
 
@@ -70,7 +76,8 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
     """SLURM ends a job (time limit, preemption, scancel) with SIGTERM to every process of the step,
     then SIGKILL; torchrun forwards SIGTERM to its ranks as well. The ranks used to die at once,
     losing every step since the last periodic checkpoint; now both finish the step, save one
-    checkpoint at the same step and exit, and the requeued run (`--resume`) continues exactly."""
+    checkpoint at the same step and exit, and the requeued run (`--resume`) continues exactly. A second
+    run on the folder while the first runs is refused."""
     recipe = _recipe(tmp_path, 400, checkpoint_every=0, num_workers=1)  # loader workers get the SIGTERM too
     base = ["-m", "vdepth_training.train", *recipe]
     run = tmp_path / "run"
@@ -79,6 +86,15 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
     proc = subprocess.Popen(cmd, cwd=REPO, env=rank_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
     metrics, deadline = run / "metrics.jsonl", time.monotonic() + 600
+    while not (run / LOCK_NAME).is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never locked its folder"
+        time.sleep(0.05)
+    # the job started again on the same folder while it runs (a requeued job beside the running one, one_node.sh
+    # in another terminal; both pass --resume): both trained from one checkpoint over each other's files
+    second = subprocess.run([*cmd, "--resume"], cwd=REPO, env=rank_env(), capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    ours = [ln for ln in second.stderr.splitlines() if ln.startswith(PROG)]  # rank 0's, and rank 1's naming it
+    assert second.returncode != 0 and ours and all("is in use by another run (pid" in ln for ln in ours), ours
     while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
         assert proc.poll() is None and time.monotonic() < deadline, "no third step"
         time.sleep(0.05)
@@ -91,6 +107,7 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
     assert len([ln for ln in log.splitlines() if "SIGTERM: stopping after this step" in ln]) == 1, log[-4000:]
     step = int(stops[0])
     assert [p.name for p in (run / "checkpoints").iterdir()] == [f"checkpoint_{step}"]
+    assert not (run / LOCK_NAME).exists()  # released: the folder holds what the run wrote only
     saved = {p.name for p in (run / "checkpoints" / f"checkpoint_{step}").iterdir()}
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= saved  # both ranks saved at that step
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, step + 1))
@@ -156,11 +173,19 @@ def test_slurm_job_overwrites_on_its_first_attempt_and_a_requeued_job_continues(
 def test_resume_on_a_finished_run_without_checkpoints_keeps_its_model(tmp_path: Path) -> None:
     """The launchers always pass --resume. On a finished run without checkpoints (checkpoint_every
     0, or deleted to free the disk) it found nothing to resume and silently started a new run:
-    metrics.jsonl emptied at once and final/ replaced at the end, with another config's model."""
+    metrics.jsonl emptied at once and final/ replaced at the end, with another config's model. The run
+    here finishes as a job preempted in its last step (a requeued job then meets it)."""
     recipe = _recipe(tmp_path, 2, checkpoint_every=0)
     run = tmp_path / "run"
     train = ["-m", "vdepth_training.train", *recipe, "--output", str(run)]
-    torchrun(train)
+    # the run finished as SLURM stops a job: SIGTERM to the launcher and every rank in its last step; the ranks
+    # complete it (final/) and the launcher says so, exit code 0 (it said "stopped by SIGTERM", 143)
+    launch = [sys.executable, "-m", "vdepth_training.torchrun", "--standalone", "--nproc_per_node=2",
+              str(REPO / "test" / "training_faults.py"), *recipe, "--output", str(run)]  # fmt: skip
+    done = subprocess.run(launch, cwd=REPO, env={**rank_env(), "FAULT": "sigterm_group:0:2"}, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0 and "the run is complete" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "torchrun: SIGTERM came as the run ended: every rank completed it" in done.stderr, done.stderr[-3000:]
     assert not (run / "checkpoints").exists()
     model, metrics = state_of(run / "final"), (run / "metrics.jsonl").read_text()
     cfg = yaml.safe_load(Path(recipe[1]).read_text())

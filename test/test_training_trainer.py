@@ -874,3 +874,24 @@ def test_a_deepspeed_start_waiting_on_a_build_lock_names_it(
             time.sleep(0.05)
     [said] = {r.getMessage() for r in caplog.records}  # one line (caplog may hold a record twice)
     assert f"waits on {lock} until the process building there ends" in said and "delete it" in said, said
+
+
+def test_a_run_holds_its_output_folder_and_leaves_nothing_of_the_lock(tmp_path: Path) -> None:
+    """Two runs on one --output (a job started twice, a requeued job beside the running one) trained over each other's
+    checkpoints and final/: the first holds the folder, the second is refused naming it; released, nothing stays of
+    the lock (nor the folder it made for a run that wrote nothing). Two ranks: `test_training_preemption.py`."""
+    from vdepth_training.checkpoints import LOCK_NAME, hold_output, release_output
+
+    from vdepth_ros.offline.errors import OutputExistsError
+
+    held = hold_output(tmp_path / "run")
+    with pytest.raises(OutputExistsError, match=rf"run is in use by another run \(pid {os.getpid()} on .*{LOCK_NAME}"):
+        hold_output(tmp_path / "run")
+    release_output(held)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "mine").mkdir()
+    release_output(hold_output(tmp_path / "mine"))
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())  # the user's folder stays
+    (tmp_path / "file").write_text("the user's")
+    with pytest.raises(OutputExistsError, match="is a file, not a folder"):
+        hold_output(tmp_path / "file")

@@ -12,6 +12,9 @@ fault on one rank, as a multi-GPU job meets it (`FAULT=<kind>:<rank>:<step>`):
 - `slow_save`: that rank's checkpoint saves from that step on take 3 s longer (a large model on a slow disk);
 - `validate`: that rank's validation at that step raises (a held-out file it cannot read);
 - `diverge`: after that step that rank's weights change (a rank-dependent computation).
+- `sigterm`: that rank gets a SIGTERM as that step begins (`sigterm_group`: the launcher and every rank get one, as
+  SLURM signals every process of a job step at its time limit or a preemption); step `end`: as the ranks compare
+  their final parameters, after the last step and final/;
 - `start_raise`: that rank fails building its model (out of memory), after the process group started;
 - `start_kill`: that rank is SIGKILLed as the ranks compare their data, their first exchange (step: 0).
 - `start_hold`: that rank, ignoring SIGTERM, never joins the ranks comparing their data (a node whose disk
@@ -30,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import accelerate.checkpointing
+import psutil
 import torch
 from vdepth_training import steps as steps_module
 from vdepth_training.recipes.base import TrainingStep
 from vdepth_training.trainer import Trainer
 
 KIND, RANK, STEP = os.environ["FAULT"].split(":")
+AT = -1 if STEP == "end" else int(STEP)  # the global step of the fault
 MINE = int(os.environ.get("RANK", "0")) == int(RANK)
 _at = {"step": 0}
 
@@ -44,20 +49,31 @@ _step = steps_module.StepLoop._step
 
 def _counted_step(self: Any, acc: Any, wrapped: Any, optimizer: Any, loader: Any, *args: Any) -> Any:
     _at["step"] = args[-1] + 1  # the global step this call makes
-    if MINE and KIND == "kill" and _at["step"] == int(STEP):
+    if MINE and KIND == "kill" and _at["step"] == AT:
         os.kill(os.getpid(), signal.SIGKILL)
+    if MINE and KIND in ("sigterm", "sigterm_group") and _at["step"] == AT:
+        _sigterm()
     record = _step(self, acc, wrapped, optimizer, loader, *args)
-    if MINE and KIND == "diverge" and _at["step"] == int(STEP):
+    if MINE and KIND == "diverge" and _at["step"] == AT:
         with torch.no_grad():
             next(acc.unwrap_model(wrapped).parameters()).add_(1e-3)
     return record
+
+
+def _sigterm() -> None:
+    """SIGTERM to this rank (`sigterm`) or to its launcher and every rank (`sigterm_group`)."""
+    launcher = psutil.Process().parent()
+    group = [launcher, *launcher.children(recursive=True)] if KIND == "sigterm_group" else []
+    for proc in [p for p in group if p.pid != os.getpid()]:
+        proc.send_signal(signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 _next_batch = steps_module._next_batch
 
 
 def _stalled_next_batch(loader: Any) -> Any:
-    if MINE and KIND == "stall" and _at["step"] == int(STEP):
+    if MINE and KIND == "stall" and _at["step"] == AT:
         time.sleep(600)
     return _next_batch(loader)
 
@@ -86,13 +102,13 @@ def _until_sigterm(seconds: float) -> None:
 
 def _faulty_forward(self: TrainingStep, batch: Any, generator: Any) -> Any:
     loss, terms = _forward(self, batch, generator)
-    if MINE and _at["step"] == int(STEP) and KIND == "raise":
+    if MINE and _at["step"] == AT and KIND == "raise":
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
-    if MINE and _at["step"] == int(STEP) and KIND == "hang":
+    if MINE and _at["step"] == AT and KIND == "hang":
         time.sleep(600)
-    if MINE and _at["step"] == int(STEP) and KIND == "long_step":
+    if MINE and _at["step"] == AT and KIND == "long_step":
         _until_sigterm(60.0)
-    if MINE and _at["step"] == int(STEP) and KIND == "nan":
+    if MINE and _at["step"] == AT and KIND == "nan":
         loss = loss * torch.tensor(float("nan"))
     return loss, terms
 
@@ -101,9 +117,9 @@ _save = accelerate.checkpointing.save
 
 
 def _full_disk(obj: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
-    if MINE and KIND == "save" and _at["step"] == int(STEP):
+    if MINE and KIND == "save" and _at["step"] == AT:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(f))
-    if MINE and KIND == "slow_save" and _at["step"] >= int(STEP) and str(f).endswith("model.safetensors"):
+    if MINE and KIND == "slow_save" and _at["step"] >= AT and str(f).endswith("model.safetensors"):
         time.sleep(3.0)
     return _save(obj, f, *args, **kwargs)
 
@@ -112,7 +128,7 @@ _validate = steps_module.StepLoop._validate
 
 
 def _faulty_validate(self: Any, *args: Any) -> Any:
-    if MINE and KIND == "validate" and _at["step"] == int(STEP):
+    if MINE and KIND == "validate" and _at["step"] == AT:
         raise OSError(errno.EIO, "Input/output error (injected)", "held-out/000001.npy")
     return _validate(self, *args)
 
@@ -140,7 +156,18 @@ def _killed_comparing_data(self: Any, acc: Any) -> Any:
     return _check_ranks_see_same_run(self, acc)
 
 
+_check_ranks_agree = Trainer._check_ranks_agree
+
+
+def _sigterm_at_the_end(acc: Any, model: Any) -> Any:
+    if MINE and KIND in ("sigterm", "sigterm_group") and STEP == "end":
+        _sigterm()
+        time.sleep(0.5)  # (the signal lands while this rank is in the check, not after it)
+    return _check_ranks_agree(acc, model)
+
+
 Trainer._build_model = _faulty_build_model
+Trainer._check_ranks_agree = staticmethod(_sigterm_at_the_end)
 Trainer._check_ranks_see_same_run = _killed_comparing_data
 steps_module.StepLoop._step = _counted_step
 steps_module._next_batch = _stalled_next_batch

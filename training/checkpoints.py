@@ -28,9 +28,11 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+from vdepth_ros.errors import ConfigError
 from vdepth_ros.offline.errors import OutputExistsError
 from vdepth_ros.paths import CONFIG_NAME as MODEL_CONFIG_NAME
 from vdepth_ros.paths import TRAINER_CONFIG_NAME, TRAINER_STATE_NAME, WEIGHT_SUFFIXES, not_a_model_folder
@@ -60,6 +62,70 @@ RESUMABLE_CHANGES = frozenset(
 FINAL_NAME = "final"
 #: what a run writes into its output folder (`data/`, the default recipe's renders, is reused on purpose)
 RUN_FILES = ("metrics.jsonl", "checkpoints", FINAL_NAME)
+
+
+#: the lock file a run holds in its output folder while it runs (`hold_output`)
+LOCK_NAME = ".vdepth_training.lock"
+
+
+def hold_output(output_dir: Path) -> Any | None:
+    """Lock `output_dir` for this run (an exclusive `flock` on its `LOCK_NAME`, held until `release_output`, or
+    the process's end, a kill too); None where the file system cannot lock. Two runs on one folder (a job
+    started twice, a requeued job beside the one still running, `one_node.sh` run again in another terminal:
+    each passes `--resume`) both trained from the same checkpoint and overwrote each other's checkpoints,
+    `metrics.jsonl` and `final/`.
+
+    Raises:
+        OutputExistsError: another run holds the folder (its process, host and start said), or it is a file.
+        ConfigError: the folder cannot be written."""
+    import fcntl
+
+    made = not output_dir.exists()
+    path = output_dir / LOCK_NAME
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputExistsError(f"--output {output_dir} is a file, not a folder: choose another --output") from None
+    while True:
+        try:
+            held = path.open("a+")
+        except OSError as err:  # (the run could not write its metrics and checkpoints there either)
+            raise ConfigError(f"--output {output_dir}: cannot write there ({err.strerror}): choose another "
+                              "--output") from None  # fmt: skip
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.seek(0)
+            holder = held.read().strip() or "another process"
+            held.close()
+            raise OutputExistsError(
+                f"{output_dir} is in use by another run ({holder}; it holds {path}): wait for it to end, stop it, "
+                "or choose another --output"
+            ) from None
+        except OSError:  # a file system without locks (some network mounts): the runs are not told apart
+            held.close()
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(held.fileno()).st_ino:
+                break  # else the run that held it deleted it as this one opened it: lock the new file
+        held.close()
+    held.seek(0)
+    held.truncate()
+    held.write(f"pid {os.getpid()} on {os.uname().nodename}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    held.flush()
+    held.made_folder = made  # type: ignore[attr-defined]
+    return held
+
+
+def release_output(held: Any) -> None:
+    """Delete the lock file `hold_output` returned, then unlock it, and the output folder if `hold_output` made it
+    and the run wrote nothing there (it stopped at start-up): nothing of the lock stays."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(held.name)
+    held.close()
+    if getattr(held, "made_folder", False):
+        with contextlib.suppress(OSError):  # (not empty: what the run wrote stays)
+            Path(held.name).parent.rmdir()
 
 
 def check_run_outputs(output_dir: Path, names: list[str]) -> None:

@@ -3,8 +3,9 @@ end as after any rank's failure), and SIGINT or SIGTERM stops every rank after t
 checkpoint.
 
 A mixin of `trainer.Trainer`, which sets the attributes these steps read (`train_cfg`, `output_dir`,
-`_waiting`, `_save_seconds`, `_step_seconds`, `_exchange_lock`) and the flags they set (`_stop_requested`,
-read by the step loop, `steps.StepLoop`; `_in_exchange` and `_ending_in_thread`, of a SIGTERM at start-up).
+`_waiting`, `_save_seconds`, `_step_seconds`, `_exchange_lock`, `_steps_over`) and the flags they set
+(`_stop_requested`, read by the step loop, `steps.StepLoop`; `_in_exchange` and `_ending_in_thread`, of a SIGTERM at
+start-up).
 """
 
 from __future__ import annotations
@@ -248,6 +249,9 @@ class RunStops:
                     return
                 again = " (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""
                 name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                if self._steps_over:  # the run ends as it would have: its final/ (or --max-steps checkpoint) stays
+                    log.warning("%s after the last step: the run ends as planned%s", name, again)
+                    return
                 grace = launcher_grace_seconds()
                 if grace is not None and self._save_seconds:
                     again += (f" (the last save took {self._save_seconds:.0f} s and a step {self._step_seconds:.0f} s; "

@@ -6,7 +6,8 @@ rank's one line, then torchrun's own traceback and failure table, some 40 lines 
 launch ends with `torchrun: rank R (the first to leave its line, else the first to end) exited with code C: <its line>`
 (the line the rank left for torchrun, `ranks.tell_launcher`) and the exit code of that rank (2 a mistake,
 1 a failure, 143 stopped by another rank, as the training command's own), or 128 + the signal that stopped
-the launcher (SIGTERM: 143). `training/launch/` scripts run it.
+the launcher (SIGTERM: 143; 0 where every rank still completed the run: a SIGTERM in its last step, which torchrun
+ended with its traceback or 143 although `final/` was written). `training/launch/` scripts run it.
 
 A launcher that loses its rendezvous (the store served by the first node's launcher: that node lost, or its
 launcher ended) ends its ranks as after a rank's failure and ends with the first rank's line too
@@ -18,9 +19,23 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 #: torchrun's `error_file` of a rank that left none
 NO_FILE = "<N/A>"
+
+
+#: the agent of this launch (`_ranks_end_when_the_rendezvous_is_lost`), for its ranks' exit codes after a signal
+_agents: list[Any] = []
+
+
+def _ranks_exit_codes() -> list[int | None]:
+    """The exit codes of this launcher's ranks (None: still running), or [] where torch's agent does not say."""
+    try:
+        handlers = _agents[0]._pcontext.subprocess_handlers
+        return [handler.proc.poll() for handler in handlers.values()]
+    except (IndexError, AttributeError):
+        return []
 
 
 def _ranks_end_when_the_rendezvous_is_lost() -> None:
@@ -41,6 +56,7 @@ def _ranks_end_when_the_rendezvous_is_lost() -> None:
         return
 
     def _invoke_run(self: SimpleElasticAgent, role: str = "default") -> RunResult:
+        _agents[:] = [self]
         try:
             return invoke_run(self, role)
         except RendezvousGracefulExitError:
@@ -59,6 +75,39 @@ def _ranks_end_when_the_rendezvous_is_lost() -> None:
     SimpleElasticAgent._invoke_run = _invoke_run  # type: ignore[method-assign]
 
 
+def _rendezvous_port_taken(args: Any) -> str | None:
+    """Why this launcher must not start: it is to serve the rendezvous (its endpoint is this machine, and for
+    torchrun's default `static` backend, it is node 0) on a port another process listens on, or None. torchrun's
+    c10d agent then silently joined the store of whatever served it, e.g. another job's launcher on a shared
+    node (`slurm.sbatch`'s port was 29500 for every job), and its ranks were killed when that job ended; the
+    static agent failed in a traceback."""
+    import socket
+
+    from torch.distributed.elastic.rendezvous.utils import _matches_machine_hostname, parse_rendezvous_endpoint
+    from torch.distributed.run import get_rdzv_endpoint
+
+    if args.standalone or (args.rdzv_backend == "static" and int(args.node_rank or 0) != 0):
+        return None  # (a free port of its own; another node serves it)
+    endpoint = get_rdzv_endpoint(args)
+    try:
+        host, port = parse_rendezvous_endpoint(endpoint, default_port=29400)
+    except ValueError:
+        return None  # torchrun says what is wrong with it
+    if port == 0 or not _matches_machine_hostname(host):
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed run's TIME_WAIT is no listener
+        try:
+            probe.bind(("", port))
+        except OSError as err:
+            return (f"the rendezvous endpoint {endpoint} is this node's and its port {port} is in use "
+                    f"({err.strerror}): another process listens there (another job's launcher?), whose rendezvous "
+                    "this launch would join; give it another port "
+                    "(MASTER_PORT=... for training/launch/slurm.sbatch, --rdzv_endpoint HOST:PORT or --master_port for "
+                    "torchrun; one node alone: --standalone)")  # fmt: skip
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run torchrun with `argv` (default: the command line); returns the launch's exit code."""
     # The agent's own C++ warnings (c10d's "recvValue failed" with ~30 C++ frames when another node's
@@ -75,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     from torch.distributed.run import parse_args, run
 
     _ranks_end_when_the_rendezvous_is_lost()
+    args = parse_args(argv)
+    if (taken := _rendezvous_port_taken(args)) is not None:
+        print(f"torchrun: {taken}", file=sys.stderr, flush=True)
+        return 2
     try:
-        run(parse_args(argv))  # torchrun's `main` without `@record`, which re-raises into a traceback
+        run(args)  # torchrun's `main` without `@record`, which re-raises into a traceback
     except ChildFailedError as err:
         told = {r: f for r, f in err.failures.items() if f.error_file != NO_FILE}  # ranks that left their line
         rank, failure = min(told.items(), key=lambda rf: (rf[1].timestamp, rf[0])) if told else err.get_first_failure()
@@ -89,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)  # fmt: skip
         return failure.exitcode if 0 < failure.exitcode < 256 else 1
     except SignalException as err:  # the scheduler's SIGTERM (preemption, time limit), Ctrl-C: forwarded to the ranks
+        codes = _ranks_exit_codes()
+        if codes and all(code == 0 for code in codes):  # it came in the run's last step: the ranks completed it
+            print(f"torchrun: {err.sigval.name} came as the run ended: every rank completed it (exit code 0)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return 0
         print(f"torchrun: stopped by {err.sigval.name}; the ranks' lines above say where", file=sys.stderr, flush=True)
         return 128 + int(err.sigval)
     return 0

@@ -40,7 +40,9 @@ from vdepth_training.checkpoints import (
     TrainingProgress,
     check_run_outputs,
     complete_checkpoints,
+    hold_output,
     latest_checkpoint,
+    release_output,
     resumed_stream_position,
     rotate_checkpoints,
     truncate_metrics,
@@ -158,6 +160,8 @@ class Trainer(StepLoop, RunChecks, RunStops):
         self._stop_requested = False
         self._checked = False  # this rank passed its own start-up checks (`_start_ranks`)
         self._training = False  # the steps began (a rank ending before says "stopped before training")
+        self._steps_over = False  # the last step is done: a SIGTERM now changes nothing (`_stop_on_signals`)
+        self._output_lock: Any | None = None  # this run's lock on `output_dir` (`_check_output`)
         self._doing_now = "start-up"
         self._waiting: tuple[float, str] | None = None  # (since, what) while the step waits for its batch
         self._save_seconds = self._step_seconds = 0.0  # the last save's and step's duration
@@ -210,7 +214,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
                 `RESUMABLE_CHANGES`) and not `allow_config_change`, or on other data and not `allow_data_change`.
         """
         progress = TrainingProgress()
-        with self._ended_as_one(lambda: progress.global_step if self._training else None):
+        with self._output_held(), self._ended_as_one(lambda: progress.global_step if self._training else None):
             with self._terminated_as_error():
                 existing = self._start_ranks(lambda: self._check_output(resume=resume, overwrite=overwrite),
                                              resume=resume, allow_config=allow_config_change,
@@ -250,7 +254,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
             end = self.plan[-1].end if not self.train_cfg.get("stop_at") else int(self.train_cfg["stop_at"])
             stop = end if max_steps is None else min(end, max_steps)
             # 3. the segments of stages that share an optimizer, from the resume point on
-            self._training = True
+            self._training, self._steps_over = True, False
             with self._stop_on_signals(), self._watch_for_stalls(acc):
                 for segment in segments(self.plan):
                     if segment[-1].index < start["stage"] or progress.global_step >= stop:
@@ -259,8 +263,10 @@ class Trainer(StepLoop, RunChecks, RunStops):
                     ckpt = None  # loaded into the first segment run
                     if self.interrupted:
                         break
-            self._doing = "comparing the ranks' parameters"
-            self._check_ranks_agree(acc, model)
+                # inside the handlers: a SIGTERM here, after the steps (SLURM's, or torchrun's forwarded one), killed
+                # a rank of a run whose final/ was written, and the others said to start it again
+                self._doing = "comparing the ranks' parameters"
+                self._check_ranks_agree(acc, model)
         for tracker in acc.trackers:  # not `end_training`: it ends the process group, which outlives one fit
             tracker.finish()
         self.model = model
@@ -328,9 +334,22 @@ class Trainer(StepLoop, RunChecks, RunStops):
         if found is not None:
             self._check_resumed_data(found, allow_data)
 
+    @contextmanager
+    def _output_held(self) -> Iterator[None]:
+        """Release the lock on `output_dir` that `_check_output` takes (`checkpoints.hold_output`) when `fit` ends."""
+        try:
+            yield
+        finally:
+            if self._output_lock is not None:
+                release_output(self._output_lock)
+                self._output_lock = None
+
     def _check_output(self, *, resume: bool, overwrite: bool) -> list[str]:
         """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
-        them without `overwrite`, or to delete what a run did not write."""
+        them without `overwrite`, or to delete what a run did not write, or while another run holds the
+        folder (the first rank locks it for the run: `checkpoints.hold_output`)."""
+        if int(os.environ.get("RANK", "0")) == 0:
+            self._output_lock = hold_output(self.output_dir)
         existing = [name for name in RUN_FILES if (self.output_dir / name).exists()]
         if existing and not resume and not overwrite:
             raise OutputExistsError(
@@ -376,6 +395,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
             if progress.global_step >= stop or self.interrupted:
                 break
         # 4. the end of the run (export) or an early stop (checkpoint)
+        self._steps_over = progress.global_step >= stop
         if progress.global_step >= end:
             self._export_final(acc, wrapped)
             if self.interrupted and acc.is_main_process:
