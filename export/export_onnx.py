@@ -181,9 +181,9 @@ def _export_dynamo(
             (example,),
             dynamo=True,
             opset_version=opset,
-            # not torch's `optimize=True` (onnxscript's whole optimizer, rewrite rules in repeated passes): it
-            # took over half of the tiny DVD export, and `finalize_graph` folds the constants and drops dead
-            # nodes anyway (`_fold_constants`); ONNX Runtime and TensorRT fuse the rest when they load the graph
+            # not torch's `optimize=True` (onnxscript's whole optimizer, rewrite rules in repeated passes):
+            # `finalize_graph` folds the constants and drops dead nodes anyway (`_fold_constants`), and ONNX
+            # Runtime and TensorRT fuse the rest when they load the graph (export/README.md: the time it cost)
             optimize=False,
             input_names=[in_name],
             output_names=[out_name],
