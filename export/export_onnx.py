@@ -181,7 +181,10 @@ def _export_dynamo(
             (example,),
             dynamo=True,
             opset_version=opset,
-            optimize=True,  # onnxscript optimizer: constant folding and dead-code removal
+            # not torch's `optimize=True` (onnxscript's whole optimizer, rewrite rules in repeated passes):
+            # `finalize_graph` folds the constants and drops dead nodes anyway (`_fold_constants`), and ONNX
+            # Runtime and TensorRT fuse the rest when they load the graph (export/README.md: the time it cost)
+            optimize=False,
             input_names=[in_name],
             output_names=[out_name],
             dynamic_shapes=dyn,

@@ -33,6 +33,13 @@ from vdepth_ros.runtime.trt_cache import (
 T, H, W = 4, 24, 40  # non-square, not the model's default window (6)
 
 
+def foldable_nodes(proto: onnx.ModelProto) -> list[str]:
+    """The ops of nodes that compute from initializers and constants alone (constant folding left them)."""
+    const = {t.name for t in proto.graph.initializer}
+    const |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.op_type for n in proto.graph.node if n.op_type != "Constant" and set(n.input) <= const]
+
+
 def test_export_writes_checked_graph_spec_and_parity(tmp_path, evaldata) -> None:
     model = TinyVideoNet(channels=4).eval()
     res = export_onnx(model, tmp_path, frames=T, height=H, width=W, threads=1)
@@ -45,11 +52,7 @@ def test_export_writes_checked_graph_spec_and_parity(tmp_path, evaldata) -> None
     assert dims == [1, T, 3, H, W]
     assert res.dynamic_axes == {}
     assert not external_data_path(onnx_path).exists()
-    # constants folded: no node computes only from initializers/constants (e.g. the model's 1/std)
-    const = {t.name for t in proto.graph.initializer}
-    const |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
-    foldable = [n.op_type for n in proto.graph.node if n.op_type != "Constant" and set(n.input) <= const]
-    assert foldable == []
+    assert foldable_nodes(proto) == []  # e.g. the model's 1/std
 
     spec = InputSpec.load(spec_path_for(onnx_path))
     assert (spec.family, spec.frames, spec.height, spec.width) == ("tinytest", T, H, W)
@@ -281,6 +284,8 @@ def test_auto_falls_back_to_dynamo_and_keeps_stdout_clean(tmp_path, capfd) -> No
     assert "Torch IR graph" not in out  # the legacy failure dump went to stderr
     assert "[torch.onnx]" not in out
     assert "rms_norm" in err
+    # the dynamo graph goes through `finalize_graph`'s folding, not torch's whole onnxscript optimizer
+    assert foldable_nodes(onnx.load(str(res.onnx_path))) == []
 
 
 def test_a_family_naming_its_exporter_skips_the_other(tmp_path, monkeypatch) -> None:
