@@ -263,38 +263,48 @@ def test_a_camera_that_changes_to_another_aspect_ratio_is_on_diagnostics_until_i
     assert len(said) == 1 and "WARN" in said[0], out  # once, not every 5 s: /diagnostics says it while it lasts
 
 
-def test_a_start_up_warning_is_on_diagnostics_while_the_node_runs(tmp_path: Path) -> None:
-    """A mistyped parameter (`widnow`) is ignored with one WARN at start-up, and /diagnostics said OK for as long
-    as the node ran, so an operator who only watches the robot monitor never saw the configuration was off."""
+@pytest.fixture(scope="module")
+def stopped_camera_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One node run that two tests read, each for its own cause (one start-up and stop less in the suite): a camera
+    without camera_info, until /diagnostics names its frames without intrinsics, then stopped, until it says "no
+    input images"; the node started with a mistyped parameter (`widnow`). {"seen": the two statuses that ended the
+    phases, "diags": every status, "out": the node's output}."""
     diags: list[DiagnosticArray] = []
     seen: list[tuple[bytes, str, dict[str, str]]] = []
-    feed = _camera(
-        diags, [(lambda s: s, _seen(diags, lambda st: st[2].get("output rate [Hz]", "0") != "0", seen), 40.0)]
-    )
-    _, out = run_node(tmp_path, [*REMAPS, "-p", "widnow:=8"], {}, {}, before_feed=feed, done=lambda got: True)
-    assert seen, out
-    level, message, values = seen[0]
-    assert level == DiagnosticStatus.WARN and "widnow" in message and "widnow" in values["problems"], (message, out)
-
-
-def test_a_cause_found_on_the_images_is_marked_stale_once_the_camera_stops(tmp_path: Path) -> None:
-    """Frames without intrinsics were named on /diagnostics as holding now long after the camera had stopped
-    (the worker, which found it, sees no more frames); now it is marked as of the last image while the input
-    is stopped."""
-    diags: list[DiagnosticArray] = []
-    seen: list[tuple[bytes, str, dict[str, str]]] = []
-    named = "frames go out without the camera's intrinsics"
     feed = _camera(
         diags,
         [
-            (lambda s: None, _seen(diags, lambda st: named in _problems(st), seen), 40.0),
+            (lambda s: None, _seen(diags, lambda st: NO_INTRINSICS in _problems(st), seen), 40.0),
             (lambda s: None, _seen(diags, lambda st: "no input images" in st[1], seen), 30.0, None),
         ],
     )
-    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    tmp_path = tmp_path_factory.mktemp("stopped_camera")
+    _, out = run_node(tmp_path, [*REMAPS, "-p", "widnow:=8"], {}, {}, before_feed=feed, done=lambda got: True)
+    return {"seen": seen, "diags": diags, "out": out}
+
+
+#: /diagnostics' problem of frames published without intrinsics
+NO_INTRINSICS = "frames go out without the camera's intrinsics"
+
+
+def test_a_start_up_warning_is_on_diagnostics_while_the_node_runs(stopped_camera_run: dict[str, Any]) -> None:
+    """A mistyped parameter (`widnow`) is ignored with one WARN at start-up, and /diagnostics said OK for as long
+    as the node ran, so an operator who only watches the robot monitor never saw the configuration was off."""
+    out, diags = stopped_camera_run["out"], stopped_camera_run["diags"]
+    running = [st for st in map(_status, ([a] for a in diags)) if st and st[2].get("output rate [Hz]", "0") != "0"]
+    assert running, out
+    level, message, values = running[0]
+    assert level == DiagnosticStatus.WARN and "widnow" in message and "widnow" in values["problems"], (message, out)
+
+
+def test_a_cause_found_on_the_images_is_marked_stale_once_the_camera_stops(stopped_camera_run: dict[str, Any]) -> None:
+    """Frames without intrinsics were named on /diagnostics as holding now long after the camera had stopped
+    (the worker, which found it, sees no more frames); now it is marked as of the last image while the input
+    is stopped."""
+    seen, out = stopped_camera_run["seen"], stopped_camera_run["out"]
     assert len(seen) == 2, out
     assert STALE not in _problems(seen[0]), seen[0]
-    assert f"{named}" in _problems(seen[1]) and STALE in _problems(seen[1]), seen[1]
+    assert f"{NO_INTRINSICS}" in _problems(seen[1]) and STALE in _problems(seen[1]), seen[1]
 
 
 def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status_check(tmp_path: Path) -> None:
