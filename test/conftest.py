@@ -17,7 +17,7 @@ import pytest
 #: since every process on this machine shares the localhost discovery the tests use.
 TEST_DOMAINS = range(1, 101)
 DOMAIN_LOCKS = Path("/tmp" if os.access("/tmp", os.W_OK) else tempfile.gettempdir()) / "vdepth-ros-domains"
-_domain_lock: int | None = None  # held open (flock) for this process's life: the kernel frees it at exit
+_domain_locks: list[int] = []  # held open (flock) for this process's life: the kernel frees them at exit
 
 
 def reserve_ros_domain() -> int:
@@ -25,8 +25,9 @@ def reserve_ros_domain() -> int:
     process exits. Each test process needs its own: with localhost discovery, two that share a domain
     see each other's /image and /depth (xdist's two workers, two clones tested at once, a CI runner's
     parallel jobs). A domain derived from the pid alone collided for 1 in 50 pairs of sessions. The
-    search starts at a pid-derived domain, so concurrent sessions rarely contend for the same lock."""
-    global _domain_lock
+    search starts at a pid-derived domain, so concurrent sessions rarely contend for the same lock. Called again, it
+    reserves another (a test running node processes side by side, each in a domain of its own: `run_nodes_at_once`
+    in test_ros_process.py); a domain this process holds is held against it too (flock is per open file)."""
     import fcntl
 
     DOMAIN_LOCKS.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,7 @@ def reserve_ros_domain() -> int:
         except OSError:
             os.close(fd)
             continue
-        _domain_lock = fd
+        _domain_locks.append(fd)
         return domain
     warnings.warn(f"all ROS domains {TEST_DOMAINS} are held by other test processes; sharing one", stacklevel=1)
     return TEST_DOMAINS[start]
