@@ -992,6 +992,7 @@ def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: An
     diagnostics: list[Any] = []
     h.node.status.publisher.publish = diagnostics.append
     rgbs = frames(40)
+    t0 = time.monotonic()
     try:
         for k, rgb in enumerate(rgbs):
             h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
@@ -1013,7 +1014,9 @@ def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: An
         levels = [(st.level, st.message) for array in diagnostics for st in array.status]
         assert any(lv == DiagnosticStatus.WARN and "outputs dropped" in msg for lv, msg in levels), levels
         held = [w for w in h.log.warnings if "a subscriber of /points does not take its messages" in w]
-        assert len(held) == 1, h.log.warnings  # rate-limited
+        # rate-limited: one per the log's period (on a machine at load 25 the frames took longer than one: 2 came)
+        most = 1 + int((time.monotonic() - t0) / h.node.log.period)
+        assert 1 <= len(held) <= most, (most, h.log.warnings)
     finally:
         release.set()
     h.spin_until(lambda: len(h.got["points"]) > 0, timeout=10)
