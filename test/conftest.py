@@ -17,7 +17,7 @@ import pytest
 #: since every process on this machine shares the localhost discovery the tests use.
 TEST_DOMAINS = range(1, 101)
 DOMAIN_LOCKS = Path("/tmp" if os.access("/tmp", os.W_OK) else tempfile.gettempdir()) / "vdepth-ros-domains"
-_domain_lock: int | None = None  # held open (flock) for this process's life: the kernel frees it at exit
+_domain_locks: list[int] = []  # held open (flock) for this process's life: the kernel frees them at exit
 
 
 def _lock_free_domain(start: int) -> tuple[int, int | None]:
@@ -54,9 +54,25 @@ def reserve_ros_domain() -> int:
     see each other's /image and /depth (xdist's two workers, two clones tested at once, a CI runner's
     parallel jobs). A domain derived from the pid alone collided for 1 in 50 pairs of sessions. The
     search starts at a pid-derived domain, so concurrent sessions rarely contend for the same lock."""
-    global _domain_lock
-    domain, _domain_lock = _lock_free_domain(os.getpid() * 7 % len(TEST_DOMAINS))
+    domain, fd = _lock_free_domain(os.getpid() * 7 % len(TEST_DOMAINS))
+    if fd is not None:
+        _domain_locks.append(fd)
     return domain
+
+
+@contextlib.contextmanager
+def ros_domain_of_its_own() -> Iterator[int]:
+    """A domain no other process holds (nor this one: flock is per open file), for the block's time: node processes
+    run side by side, each in its own (`run_nodes_at_once` in test_ros_process.py), and each test file's
+    (`_ros_domain_of_its_own`). Searched from the one after the last taken, so a domain is reused as late as can be."""
+    global _next_domain
+    domain, fd = _lock_free_domain(_next_domain)
+    _next_domain = TEST_DOMAINS.index(domain) + 1
+    try:
+        yield domain
+    finally:
+        if fd is not None:
+            os.close(fd)  # (the flock goes with it)
 
 
 # Must be set before rclpy/transformers are imported anywhere in the session.
@@ -156,17 +172,13 @@ def _ros_domain_of_its_own() -> Iterator[None]:
     named /depth_node is running" (test_ros_replay: once in a CI run and twice in fresh-clone runs, never alone;
     which earlier file left it was not found). Module scope: a file's module-scoped ROS fixtures share its domain
     with its tests."""
-    global _next_domain
-    domain, fd = _lock_free_domain(_next_domain)
-    _next_domain = TEST_DOMAINS.index(domain) + 1
     before = os.environ["ROS_DOMAIN_ID"]
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
-    try:
-        yield
-    finally:
-        os.environ["ROS_DOMAIN_ID"] = before
-        if fd is not None:
-            os.close(fd)  # (the flock goes with it)
+    with ros_domain_of_its_own() as domain:
+        os.environ["ROS_DOMAIN_ID"] = str(domain)
+        try:
+            yield
+        finally:
+            os.environ["ROS_DOMAIN_ID"] = before
 
 
 @pytest.fixture(autouse=True)

@@ -423,35 +423,24 @@ def test_a_misnamed_qos_override_is_told_the_name_of_the_topic(tmp_path: Path) -
     assert "qos_overrides./depth.publisher" in said and "reliable or best_effort" in said, said
 
 
-def test_diagnostics_carry_the_same_keys_before_the_first_window(tmp_path: Path) -> None:
-    """A monitor reading /diagnostics by key (PlotJuggler, a script watching "fit residual", rqt_runtime_monitor's
-    table) found the window's "fit ..." keys missing until the first window was published (and, with a camera that
-    never delivers, never): the key set changed between messages. Every status now has them ("no window yet")."""
-    keys = ["output rate [Hz]", "fit scale", "fit residual", "fit degenerate", "fit scale_source"]
+#: The /diagnostics keys a monitor reads by name (`test_diagnostics_carry_the_same_keys_before_the_first_window`)
+DIAGNOSTICS_KEYS = ["output rate [Hz]", "fit scale", "fit residual", "fit degenerate", "fit scale_source"]
+
+
+@pytest.fixture(scope="module")
+def no_camera_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One node without a camera (`diagnostics_period: 0.2`) and its subscribers, in their own processes: a monitor
+    reading /diagnostics by key, a viewer subscribing /points as the old `sensor_msgs/PointCloud` and one whose image
+    transport is `compressed`. The two tests that read it asserted different things about a node run each (one
+    start-up and stop less in the suite). {"log": the node's output, "code": its exit status, "statuses": the
+    monitor's [[level, message, values]...]}."""
+    tmp_path = tmp_path_factory.mktemp("no_camera")
     node, node_log = start(node_command(tmp_path, params="    diagnostics_period: 0.2\n"), tmp_path / "node.log")
     monitor, monitor_log = start(
-        [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics", "--diag-values", *keys, "--progress"],
+        [sys.executable, str(PEERS), "viewer", "--topics", "/diagnostics", "--diag-values", *DIAGNOSTICS_KEYS]
+        + ["--progress"],
         tmp_path / "monitor.log",
     )
-    try:
-        wait_for(tmp_path / "monitor.log", "matched", 90, monitor)
-        wait_for(tmp_path / "monitor.log", "progress /diagnostics 2\n", 30, monitor)  # two statuses to compare
-    finally:
-        code, watched = _stopped(node, node_log), _stopped(monitor, monitor_log)
-    assert code == 0 and watched == 0, (tmp_path / "node.log").read_text()
-    statuses = json.loads((tmp_path / "monitor.log").read_text().strip().splitlines()[-1])["/diagnostics"]
-    assert len(statuses) >= 2, statuses
-    for _level, _message, values in statuses:
-        assert sorted(values) == sorted(keys), values
-        assert values["fit scale"] == "no window yet", values
-
-
-def test_a_subscriber_that_gets_nothing_from_an_output_is_named(tmp_path: Path) -> None:
-    """Two viewers that get nothing without an error anywhere: one subscribes /points as the old
-    `sensor_msgs/PointCloud` (a type DDS does not match with PointCloud2), one is a viewer whose image transport is
-    `compressed` (RViz's Transport Hint, rqt_image_view), subscribing /depth/compressed, which nothing publishes:
-    the node publishes raw images only. The node said nothing of either; it now names each, with the fix."""
-    node, node_log = start(node_command(tmp_path, params="    diagnostics_period: 0.2\n"), tmp_path / "node.log")
     viewers = [
         start(
             [
@@ -472,15 +461,42 @@ def test_a_subscriber_that_gets_nothing_from_an_output_is_named(tmp_path: Path) 
         ),
     ]
     try:
+        wait_for(tmp_path / "monitor.log", "matched", 90, monitor)
+        wait_for(tmp_path / "monitor.log", "progress /diagnostics 2\n", 30, monitor)  # two statuses to compare
         wait_for(tmp_path / "node.log", "asks for sensor_msgs/msg/PointCloud,", 90, node)
         wait_for(tmp_path / "node.log", "/depth/compressed, image_transport's", 30, node)
         time.sleep(1.0)  # (no second WARN for either)
     finally:
-        code = _stopped(node, node_log)
+        code, watched = _stopped(node, node_log), _stopped(monitor, monitor_log)
         for proc, log in viewers:
             _stopped(proc, log)
-    out = (tmp_path / "node.log").read_text()
-    assert code == 0, out
+    assert watched == 0, (tmp_path / "monitor.log").read_text()
+    return {
+        "log": (tmp_path / "node.log").read_text(),
+        "code": code,
+        "statuses": json.loads((tmp_path / "monitor.log").read_text().strip().splitlines()[-1])["/diagnostics"],
+    }
+
+
+def test_diagnostics_carry_the_same_keys_before_the_first_window(no_camera_run: dict[str, Any]) -> None:
+    """A monitor reading /diagnostics by key (PlotJuggler, a script watching "fit residual", rqt_runtime_monitor's
+    table) found the window's "fit ..." keys missing until the first window was published (and, with a camera that
+    never delivers, never): the key set changed between messages. Every status now has them ("no window yet")."""
+    assert no_camera_run["code"] == 0, no_camera_run["log"]
+    statuses = no_camera_run["statuses"]
+    assert len(statuses) >= 2, statuses
+    for _level, _message, values in statuses:
+        assert sorted(values) == sorted(DIAGNOSTICS_KEYS), values
+        assert values["fit scale"] == "no window yet", values
+
+
+def test_a_subscriber_that_gets_nothing_from_an_output_is_named(no_camera_run: dict[str, Any]) -> None:
+    """Two viewers that get nothing without an error anywhere: one subscribes /points as the old
+    `sensor_msgs/PointCloud` (a type DDS does not match with PointCloud2), one is a viewer whose image transport is
+    `compressed` (RViz's Transport Hint, rqt_image_view), subscribing /depth/compressed, which nothing publishes:
+    the node publishes raw images only. The node said nothing of either; it now names each, with the fix."""
+    out = no_camera_run["log"]
+    assert no_camera_run["code"] == 0, out
     cloud = [line for line in out.splitlines() if "a subscriber of /points (/viewer) asks for" in line]
     assert len(cloud) == 1 and "subscribe sensor_msgs/msg/PointCloud2" in cloud[0], out
     compressed = [line for line in out.splitlines() if "/depth/compressed, image_transport's" in line]

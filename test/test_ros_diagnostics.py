@@ -21,7 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud
 from std_msgs.msg import Header
-from test_ros_process import _await_subscribers, _fields, _info, run_node
+from test_ros_process import _await_subscribers, _fields, _info, run_node, run_nodes_at_once
 
 from vdepth_ros.ros import conversions as conv
 from vdepth_ros.ros.diagnostics import EVENT_HOLD_S, STALE
@@ -227,15 +227,40 @@ def test_a_subscriber_that_gets_nothing_is_on_diagnostics_while_it_is_there(
     assert named not in state["cleared"][1], state["cleared"]
 
 
+def _deferred(node_args: list[str], cameras: dict, outputs: dict, **kwargs: Any) -> dict[str, Any]:
+    """`run_node`'s arguments but its folder, for a node run made side by side with others (`side_by_side`)."""
+    return {"node_args": node_args, "cameras": cameras, "outputs": outputs, **kwargs}
+
+
+#: The tests whose node runs are made side by side (`side_by_side`), by name: each one's run and check of its output.
+#: Each waits on the node's statuses for a cause to show and to go (an event's hold of 10 s, a status period of 15
+#: s): one after the other, the four longest tests of this file.
+SIDE_BY_SIDE: dict[str, Callable[[], tuple[dict[str, Any], Callable[[str], None]]]] = {}
+
+
+@pytest.fixture(scope="module")
+def side_by_side(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The node runs of `SIDE_BY_SIDE`, made at once, each in its own ROS domain (`run_nodes_at_once`): name ->
+    (its result, its check)."""
+    runs = {name: make() for name, make in SIDE_BY_SIDE.items()}
+    results = run_nodes_at_once(tmp_path_factory.mktemp("side_by_side"), {n: r for n, (r, _) in runs.items()})
+    return {name: (results[name], check) for name, (_, check) in runs.items()}
+
+
+def _checked(side_by_side: dict[str, Any], name: str) -> None:
+    """The check of the run `name` of `side_by_side` on its output (the run's exception raised if it failed)."""
+    result, check = side_by_side[name]
+    if isinstance(result, BaseException):
+        raise result
+    check(result[1])
+
+
 def _problems(st: tuple[bytes, str, dict[str, str]]) -> str:
     return st[2].get("problems", "")
 
 
-def test_a_camera_that_changes_to_another_aspect_ratio_is_on_diagnostics_until_it_changes_back(tmp_path: Path) -> None:
-    """A camera switched to another aspect ratio (its camera_info for the new mode not there): no /points, a WARN
-    in the log every 5 s and a stream-restart WARN, while /diagnostics stayed OK. Now the camera_info that does
-    not fit is a current problem until frames fit it again, and the restart an event: WARN naming it for a while,
-    then counted ("events") with the last one and its age; "problems" is "none" once both have gone."""
+def _aspect_ratio_run() -> tuple[dict[str, Any], Callable[[str], None]]:
+    """The node run of the test below (`SIDE_BY_SIDE`), and its check of the output."""
     diags: list[DiagnosticArray] = []
     seen: list[tuple[bytes, str, dict[str, str]]] = []
     unfit, restart = "does not fit the frames", "stream restarted (resolution)"
@@ -252,55 +277,80 @@ def test_a_camera_that_changes_to_another_aspect_ratio_is_on_diagnostics_until_i
             (lambda s: s, _seen(diags, lambda st: _problems(st) == "none", seen), 40.0),
         ],
     )
-    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
-    assert len(seen) == 3, ({(st.level, st.message) for a in diags for st in a.status}, out)
-    level, message, values = seen[1]
-    assert level == DiagnosticStatus.WARN and unfit in message and restart in message, (message, values)
-    after = seen[2][2]
-    assert "restart 2" in after["events"] and after["last event"] == restart, after  # there and back
-    assert float(after["last event age [s]"]) >= 10.0, after
-    said = [line for line in out.splitlines() if "does not fit this frame" in line]
-    assert len(said) == 1 and "WARN" in said[0], out  # once, not every 5 s: /diagnostics says it while it lasts
+    run = _deferred(REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+
+    def check(out: str) -> None:
+        assert len(seen) == 3, ({(st.level, st.message) for a in diags for st in a.status}, out)
+        level, message, values = seen[1]
+        assert level == DiagnosticStatus.WARN and unfit in message and restart in message, (message, values)
+        after = seen[2][2]
+        assert "restart 2" in after["events"] and after["last event"] == restart, after  # there and back
+        assert float(after["last event age [s]"]) >= 10.0, after
+        said = [line for line in out.splitlines() if "does not fit this frame" in line]
+        assert len(said) == 1 and "WARN" in said[0], out  # once, not every 5 s: /diagnostics says it while it lasts
+
+    return run, check
 
 
-def test_a_start_up_warning_is_on_diagnostics_while_the_node_runs(tmp_path: Path) -> None:
-    """A mistyped parameter (`widnow`) is ignored with one WARN at start-up, and /diagnostics said OK for as long
-    as the node ran, so an operator who only watches the robot monitor never saw the configuration was off."""
+SIDE_BY_SIDE["aspect_ratio"] = _aspect_ratio_run
+
+
+def test_a_camera_that_changes_to_another_aspect_ratio_is_on_diagnostics_until_it_changes_back(
+    side_by_side: dict[str, Any],
+) -> None:
+    """A camera switched to another aspect ratio (its camera_info for the new mode not there): no /points, a WARN
+    in the log every 5 s and a stream-restart WARN, while /diagnostics stayed OK. Now the camera_info that does
+    not fit is a current problem until frames fit it again, and the restart an event: WARN naming it for a while,
+    then counted ("events") with the last one and its age; "problems" is "none" once both have gone."""
+    _checked(side_by_side, "aspect_ratio")
+
+
+@pytest.fixture(scope="module")
+def stopped_camera_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One node run that two tests read, each for its own cause (one start-up and stop less in the suite): a camera
+    without camera_info, until /diagnostics names its frames without intrinsics, then stopped, until it says "no
+    input images"; the node started with a mistyped parameter (`widnow`). {"seen": the two statuses that ended the
+    phases, "diags": every status, "out": the node's output}."""
     diags: list[DiagnosticArray] = []
     seen: list[tuple[bytes, str, dict[str, str]]] = []
-    feed = _camera(
-        diags, [(lambda s: s, _seen(diags, lambda st: st[2].get("output rate [Hz]", "0") != "0", seen), 40.0)]
-    )
-    _, out = run_node(tmp_path, [*REMAPS, "-p", "widnow:=8"], {}, {}, before_feed=feed, done=lambda got: True)
-    assert seen, out
-    level, message, values = seen[0]
-    assert level == DiagnosticStatus.WARN and "widnow" in message and "widnow" in values["problems"], (message, out)
-
-
-def test_a_cause_found_on_the_images_is_marked_stale_once_the_camera_stops(tmp_path: Path) -> None:
-    """Frames without intrinsics were named on /diagnostics as holding now long after the camera had stopped
-    (the worker, which found it, sees no more frames); now it is marked as of the last image while the input
-    is stopped."""
-    diags: list[DiagnosticArray] = []
-    seen: list[tuple[bytes, str, dict[str, str]]] = []
-    named = "frames go out without the camera's intrinsics"
     feed = _camera(
         diags,
         [
-            (lambda s: None, _seen(diags, lambda st: named in _problems(st), seen), 40.0),
+            (lambda s: None, _seen(diags, lambda st: NO_INTRINSICS in _problems(st), seen), 40.0),
             (lambda s: None, _seen(diags, lambda st: "no input images" in st[1], seen), 30.0, None),
         ],
     )
-    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+    tmp_path = tmp_path_factory.mktemp("stopped_camera")
+    _, out = run_node(tmp_path, [*REMAPS, "-p", "widnow:=8"], {}, {}, before_feed=feed, done=lambda got: True)
+    return {"seen": seen, "diags": diags, "out": out}
+
+
+#: /diagnostics' problem of frames published without intrinsics
+NO_INTRINSICS = "frames go out without the camera's intrinsics"
+
+
+def test_a_start_up_warning_is_on_diagnostics_while_the_node_runs(stopped_camera_run: dict[str, Any]) -> None:
+    """A mistyped parameter (`widnow`) is ignored with one WARN at start-up, and /diagnostics said OK for as long
+    as the node ran, so an operator who only watches the robot monitor never saw the configuration was off."""
+    out, diags = stopped_camera_run["out"], stopped_camera_run["diags"]
+    running = [st for st in map(_status, ([a] for a in diags)) if st and st[2].get("output rate [Hz]", "0") != "0"]
+    assert running, out
+    level, message, values = running[0]
+    assert level == DiagnosticStatus.WARN and "widnow" in message and "widnow" in values["problems"], (message, out)
+
+
+def test_a_cause_found_on_the_images_is_marked_stale_once_the_camera_stops(stopped_camera_run: dict[str, Any]) -> None:
+    """Frames without intrinsics were named on /diagnostics as holding now long after the camera had stopped
+    (the worker, which found it, sees no more frames); now it is marked as of the last image while the input
+    is stopped."""
+    seen, out = stopped_camera_run["seen"], stopped_camera_run["out"]
     assert len(seen) == 2, out
     assert STALE not in _problems(seen[0]), seen[0]
-    assert f"{named}" in _problems(seen[1]) and STALE in _problems(seen[1]), seen[1]
+    assert f"{NO_INTRINSICS}" in _problems(seen[1]) and STALE in _problems(seen[1]), seen[1]
 
 
-def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status_check(tmp_path: Path) -> None:
-    """Two drivers publishing on one topic for a second, one gone before the node's next status check: the
-    check found fewer than two publishers and said nothing, although a second of windows had both views
-    interleaved. Now it is logged and on /diagnostics as an event, with the one that left named as such."""
+def _turns_one_left_run() -> tuple[dict[str, Any], Callable[[str], None]]:
+    """The node run of the test below (`SIDE_BY_SIDE`), and its check of the output."""
     diags: list[DiagnosticArray] = []
     seen: list[tuple[bytes, str, dict[str, str]]] = []
     turns = "publishers sending images in turn"
@@ -327,17 +377,31 @@ def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status
             _spin_until_frame(ex, start, k + 1)
 
     # the first status check 15 s after activation: long after the second publisher has gone
-    _, out = run_node(
-        tmp_path, [*REMAPS, "-p", "diagnostics_period:=15.0"], {}, {}, before_feed=feed, done=lambda got: True
-    )
-    assert seen, out
-    level, message, values = seen[0]
-    assert level == DiagnosticStatus.WARN and turns in message and "left since" in message, (message, values)
-    assert "image-publishers 1" in values["events"], values
-    # (a period this long shows the node STALE in a diagnostic_aggregator between two statuses: said at start-up)
-    assert "diagnostics_period is 15 s" in values["problems"] and "STALE" in values["problems"], values
-    said = [line for line in out.splitlines() if turns in line and "WARN" in line]
-    assert len(said) == 1, out
+    run = _deferred([*REMAPS, "-p", "diagnostics_period:=15.0"], {}, {}, before_feed=feed, done=lambda got: True)
+
+    def check(out: str) -> None:
+        assert seen, out
+        level, message, values = seen[0]
+        assert level == DiagnosticStatus.WARN and turns in message and "left since" in message, (message, values)
+        assert "image-publishers 1" in values["events"], values
+        # (a period this long shows the node STALE in a diagnostic_aggregator between two statuses: said at start-up)
+        assert "diagnostics_period is 15 s" in values["problems"] and "STALE" in values["problems"], values
+        said = [line for line in out.splitlines() if turns in line and "WARN" in line]
+        assert len(said) == 1, out
+
+    return run, check
+
+
+SIDE_BY_SIDE["turns_one_left"] = _turns_one_left_run
+
+
+def test_two_cameras_taking_turns_are_named_even_when_one_left_before_the_status_check(
+    side_by_side: dict[str, Any],
+) -> None:
+    """Two drivers publishing on one topic for a second, one gone before the node's next status check: the
+    check found fewer than two publishers and said nothing, although a second of windows had both views
+    interleaved. Now it is logged and on /diagnostics as an event, with the one that left named as such."""
+    _checked(side_by_side, "turns_one_left")
 
 
 def test_two_cameras_taking_turns_clear_once_one_stops_sending_though_it_stays(tmp_path: Path) -> None:
@@ -402,11 +466,8 @@ def test_a_models_fallback_at_start_up_is_on_diagnostics_while_the_node_runs(tmp
     assert level == DiagnosticStatus.WARN and "precision fp16 is not applied" in values["problems"], (message, out)
 
 
-def test_frames_the_model_sees_stretched_are_on_diagnostics_while_they_arrive(tmp_path: Path) -> None:
-    """A 1:1 camera on the 4:3 model: the frames are stretched for as long as the camera sends that shape, but
-    the pipeline's WARNING reached /diagnostics as an event, named for 10 s and then only as "last event",
-    while the stretched frames kept coming. Now it is a condition: named while such frames arrive (well past an
-    event's hold), gone once frames of the model's shape do."""
+def _stretched_run() -> tuple[dict[str, Any], Callable[[str], None]]:
+    """The node run of the test below (`SIDE_BY_SIDE`), and its check of the output."""
     diags: list[DiagnosticArray] = []
     seen: list[tuple[bytes, str, dict[str, str]]] = []
     stretched = "frames stretched 1.33x"
@@ -428,21 +489,32 @@ def test_frames_the_model_sees_stretched_are_on_diagnostics_while_they_arrive(tm
             (info, _seen(diags, lambda st: stretched not in _problems(st), seen), 40.0),
         ],
     )
-    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
-    assert len(seen) == 3, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st], out)
-    level, message, values = seen[1]
-    assert level == DiagnosticStatus.WARN and stretched in message and "120x120" in message, (message, values)
-    said = [line for line in out.splitlines() if "have another shape" in line]
-    assert len(said) == 1 and "WARN" in said[0], out  # logged once: /diagnostics says it while it lasts
-    assert "stretched" not in seen[1][2]["last event"], seen[1][2]  # a condition, not an event
+    run = _deferred(REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+
+    def check(out: str) -> None:
+        assert len(seen) == 3, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st], out)
+        level, message, values = seen[1]
+        assert level == DiagnosticStatus.WARN and stretched in message and "120x120" in message, (message, values)
+        said = [line for line in out.splitlines() if "have another shape" in line]
+        assert len(said) == 1 and "WARN" in said[0], out  # logged once: /diagnostics says it while it lasts
+        assert "stretched" not in seen[1][2]["last event"], seen[1][2]  # a condition, not an event
+
+    return run, check
 
 
-def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(tmp_path: Path) -> None:
-    """A lens covered for longer than an event's hold: every window's alignment falls back, and the pipeline's
-    WARNING reached /diagnostics as an event, one every 5 s (its rate limit), each with another window index and
-    count ("window 177: alignment fell back to (1, 0): ... (15 more since ...)"): a message that changed with every
-    line, which a monitor takes for a new WARN each time. Now it is a condition: one text while the windows fall
-    back, gone once the lens is uncovered."""
+SIDE_BY_SIDE["stretched"] = _stretched_run
+
+
+def test_frames_the_model_sees_stretched_are_on_diagnostics_while_they_arrive(side_by_side: dict[str, Any]) -> None:
+    """A 1:1 camera on the 4:3 model: the frames are stretched for as long as the camera sends that shape, but
+    the pipeline's WARNING reached /diagnostics as an event, named for 10 s and then only as "last event",
+    while the stretched frames kept coming. Now it is a condition: named while such frames arrive (well past an
+    event's hold), gone once frames of the model's shape do."""
+    _checked(side_by_side, "stretched")
+
+
+def _covered_lens_run() -> tuple[dict[str, Any], Callable[[str], None]]:
+    """The node run of the test below (`SIDE_BY_SIDE`), and its check of the output."""
     diags: list[DiagnosticArray] = []
     seen: list[tuple[bytes, str, dict[str, str]]] = []
     covered = "alignment f"  # (falls back: the condition; fell back: the logged line)
@@ -481,14 +553,30 @@ def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(tmp_path: 
                 k += 1
                 _spin_until_frame(ex, start, k)
 
-    _, out = run_node(tmp_path, REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
-    assert len(seen) == 2, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st][-3:], out)
-    level, message, values = seen[0]
-    assert len(texts) == 1, texts  # one cause, one text while it lasts
-    assert level == DiagnosticStatus.WARN and "alignment falls back" in message, (message, values)
-    assert "alignment" not in values["last event"], values  # a condition, not an event
-    said = [line for line in out.splitlines() if "alignment fell back" in line]
-    assert said and "WARN" in said[0], out  # the logged line, with the reason
+    run = _deferred(REMAPS, {}, {}, before_feed=feed, done=lambda got: True)
+
+    def check(out: str) -> None:
+        assert len(seen) == 2, ([_problems(st) for st in map(_status, [[a] for a in diags]) if st][-3:], out)
+        level, message, values = seen[0]
+        assert len(texts) == 1, texts  # one cause, one text while it lasts
+        assert level == DiagnosticStatus.WARN and "alignment falls back" in message, (message, values)
+        assert "alignment" not in values["last event"], values  # a condition, not an event
+        said = [line for line in out.splitlines() if "alignment fell back" in line]
+        assert said and "WARN" in said[0], out  # the logged line, with the reason
+
+    return run, check
+
+
+SIDE_BY_SIDE["covered_lens"] = _covered_lens_run
+
+
+def test_a_covered_lens_is_on_diagnostics_while_its_windows_fall_back(side_by_side: dict[str, Any]) -> None:
+    """A lens covered for longer than an event's hold: every window's alignment falls back, and the pipeline's
+    WARNING reached /diagnostics as an event, one every 5 s (its rate limit), each with another window index and
+    count ("window 177: alignment fell back to (1, 0): ... (15 more since ...)"): a message that changed with every
+    line, which a monitor takes for a new WARN each time. Now it is a condition: one text while the windows fall
+    back, gone once the lens is uncovered."""
+    _checked(side_by_side, "covered_lens")
 
 
 def test_frames_stretched_before_a_deactivation_are_not_named_after_the_reactivation(tmp_path: Path) -> None:

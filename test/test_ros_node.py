@@ -577,6 +577,35 @@ def test_a_paused_camera_gets_its_held_frames_published_during_the_pause(harness
     assert len(stamps) == len(set(stamps)) and stamps == sorted(stamps)
 
 
+def test_a_first_image_whose_camera_info_was_lost_waits_for_the_next_through_a_stall(harness: Any) -> None:
+    """The stream's first image whose camera_info was lost (best effort: a node busy at start-up on a loaded
+    machine took no message for half a second, so its history of input_qos_depth was overwritten) waited for
+    the next camera_info only until the stall looked like the camera's pause (`pause_flush`, 0.5 s before the
+    camera's rate is known), then went out without intrinsics: one frame without /points (a fresh clone's
+    test_ros_metric.py). Before any camera_info it now waits `camera_info_timeout` on the node's clock too, as
+    the pairing has it wait in stamp time, and gets the next frame's; with none by then it goes on without."""
+    h = harness({**RANGE, "camera_info_timeout": 1.0})
+    node, proc = h.node, h.node.processor
+    rgbs = frames(2)
+    h.send(rgbs[0], "rgb8", header(0), info=False)  # its camera_info lost
+    last, pause = node.intake.pauses.last_ns, node.intake.pauses.pause_after_s()
+    assert pause < 1.0 and node.intake.sync.pending == 1
+    proc._now_ns = lambda: last + int((pause + 0.05) * 1e9)  # a pause by the images, within camera_info_timeout
+    proc.on_idle()
+    assert node.intake.sync.pending == 1, node.intake.sync.counts  # it still waits
+    h.send(rgbs[1], "rgb8", header(1))
+    assert h.spin_until(lambda: node.intake.sync.counts["synced"] == 1), node.intake.sync.counts
+    assert node.intake.sync.counts == {"synced": 1, "cached": 1, "none": 0}  # the next frame's camera_info
+
+    h = harness({**RANGE, "camera_info_timeout": 1.0})  # no camera_info at all (camera_info not remapped)
+    node, proc = h.node, h.node.processor
+    h.send(rgbs[0], "rgb8", header(0), info=False)
+    last = node.intake.pauses.last_ns
+    proc._now_ns = lambda: last + int(1.05 * 1e9)
+    proc.on_idle()
+    assert node.intake.sync.pending == 0 and node.intake.sync.counts["none"] == 1  # it goes on without
+
+
 def test_publish_both_uses_separate_topics(harness: Any) -> None:
     h = harness({**RANGE, "publish": "both"}, topics=("depth", "provisional/depth"))
     for k, rgb in enumerate(frames(20)):
@@ -963,6 +992,7 @@ def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: An
     diagnostics: list[Any] = []
     h.node.status.publisher.publish = diagnostics.append
     rgbs = frames(40)
+    t0 = time.monotonic()
     try:
         for k, rgb in enumerate(rgbs):
             h.pub_image.publish(conv.image_msg(rgb, "rgb8", header(k)))
@@ -984,7 +1014,9 @@ def test_a_subscriber_that_holds_up_one_output_holds_up_nothing_else(harness: An
         levels = [(st.level, st.message) for array in diagnostics for st in array.status]
         assert any(lv == DiagnosticStatus.WARN and "outputs dropped" in msg for lv, msg in levels), levels
         held = [w for w in h.log.warnings if "a subscriber of /points does not take its messages" in w]
-        assert len(held) == 1, h.log.warnings  # rate-limited
+        # rate-limited: one per the log's period (on a machine at load 25 the frames took longer than one: 2 came)
+        most = 1 + int((time.monotonic() - t0) / h.node.log.period)
+        assert 1 <= len(held) <= most, (most, h.log.warnings)
     finally:
         release.set()
     h.spin_until(lambda: len(h.got["points"]) > 0, timeout=10)

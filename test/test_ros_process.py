@@ -7,12 +7,14 @@ namespace matched by the params file's `/**:` wildcard, and must publish at leas
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +44,10 @@ def _fields(msg: Any) -> dict[str, Any]:
     return {name: getattr(msg, name) for name in msg.get_fields_and_field_types()}
 
 
+#: Held while `run_node` exports its model
+_EXPORTING = threading.Lock()
+
+
 def run_node(
     tmp_path: Path,
     node_args: list[str],
@@ -53,16 +59,19 @@ def run_node(
     done: Callable[[dict[str, list]], bool] = lambda got: all(got.values()),
     env: dict[str, str] | None = None,
     row_ramp: float = 0.0,
+    domain: int | None = None,
 ) -> tuple[dict[str, list], str]:
     """Start `vdepth-node NODE_ARGS` on the tiny model; call `before_feed(peer, executor)`; feed
     `cameras` (name -> (image topic, camera_info topic), with `camera_info` restamped, or none) until
     `done(messages)` (by default: every topic in `outputs` has a message), or 90 s; `stop_signal`;
     (messages, output). `env`: added to the node's environment; `row_ramp`: the model's "nearer at
-    the bottom" prior (`write_tiny_onnx`)."""
+    the bottom" prior (`write_tiny_onnx`); `domain`: the ROS domain of the node and the peer (default this
+    process's: `run_nodes_at_once` gives each run its own)."""
     script = Path(sys.executable).parent / "vdepth-node"
     if not script.is_file():
         pytest.skip("vdepth-node console script not installed in this environment (pip install -e .)")
-    model = write_tiny_onnx(tmp_path, row_ramp=row_ramp)
+    with _EXPORTING:  # (torch's ONNX export is not thread-safe: `run_nodes_at_once`)
+        model = write_tiny_onnx(tmp_path, row_ramp=row_ramp)
     params = tmp_path / "params.yaml"
     params.write_text(
         "/**:\n  ros__parameters:\n"
@@ -71,10 +80,11 @@ def run_node(
     )
     cmd = [str(script), *node_args[: node_args.index("--ros-args")], "--ros-args", "--params-file", str(params)]
     cmd += node_args[node_args.index("--ros-args") + 1 :]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    domain = int(os.environ["ROS_DOMAIN_ID"]) if domain is None else domain
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {}), "ROS_DOMAIN_ID": str(domain)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    rclpy.init(context=ctx, domain_id=domain)
     peer = Node("smoke_peer", context=ctx)
     got: dict[str, list] = {topic: [] for topic in outputs}
     rel = qos_profile("reliable", 10)
@@ -115,6 +125,31 @@ def run_node(
         rclpy.shutdown(context=ctx)
     assert proc.returncode == 0, out
     return got, out
+
+
+def run_nodes_at_once(tmp_path: Path, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`run_node(**kwargs)` for each of `runs` (name -> its keyword arguments), side by side, each in a ROS domain of
+    its own (one node's topics are no others' cameras) and a folder of its own: name -> (messages, output, domain), or
+    the exception it raised. Node runs that wait for the node's 10 s "no image" WARN took 10 s each one after the other;
+    side by side their waits overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import ros_domain_of_its_own
+
+    def one(name: str, kwargs: dict[str, Any], domain: int) -> Any:
+        folder = tmp_path / name
+        folder.mkdir()
+        try:
+            return (*run_node(folder, domain=domain, **kwargs), domain)
+        except BaseException as err:  # (the test that reads it raises it)
+            return err
+
+    with contextlib.ExitStack() as held, ThreadPoolExecutor(len(runs)) as pool:
+        domains = [held.enter_context(ros_domain_of_its_own()) for _ in runs]
+        futures = {
+            name: pool.submit(one, name, kwargs, d) for (name, kwargs), d in zip(runs.items(), domains, strict=True)
+        }
+        return {name: future.result() for name, future in futures.items()}
 
 
 def _rep118_depth(depth: np.ndarray) -> bool:
@@ -738,21 +773,104 @@ def test_image_transport_compressed_reads_the_base_topics_compressed_stream(tmp_
     assert "/cam/image_raw/compressed (compressed" in out, out
 
 
-def test_a_camera_streaming_only_compressed_images_is_named_with_the_fix(tmp_path: Path) -> None:
-    """A robot that streams only /cam/image_raw/compressed over wifi (or a bag recorded with only the
-    compressed images), the node remapped to the base topic as for any image_transport subscriber:
-    nothing arrived, and after 10 s the WARN said "nothing publishes it: remap image to the camera's
-    image topic", which it was. Now it names the compressed stream it found and image_transport:=compressed."""
-    _, out = run_node(
-        tmp_path,
-        ["--ros-args", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
-        {},
-        {"/depth": Image},
+def _no_image_runs() -> dict[str, dict[str, Any]]:
+    """The node runs of the tests of the 10 s "no image" WARN (`no_image_runs`), by name: `run_node`'s arguments."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    runs: dict[str, dict[str, Any]] = {}
+    runs["compressed_only"] = dict(
+        node_args=["--ros-args", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
+        cameras={},
+        outputs={"/depth": Image},
         # past the node's 10 s WARN, counted from its subscription (18 s from its start left the WARN 10 s on a
         # start-up of 8 s under load)
         before_feed=_compressed_camera("/cam/image_raw/compressed", lambda: False, 13.0, subscribed="/cam/image_raw"),
         done=lambda got: True,
     )
+    first: list[float] = []  # when front's first depth arrived: both cameras were active by then
+
+    def front_done(got: dict[str, list]) -> bool:
+        if got["/front/depth"] and not first:
+            first.append(time.monotonic())
+        return bool(first) and time.monotonic() - first[0] > 11
+
+    runs["one_camera_silent"] = dict(
+        node_args=["--cameras", "front", "rear", "--ros-args", "-r", "/rear/image:=/cam_raer/image"],
+        cameras={"front": ("/front/image", "/front/camera_info")},
+        outputs={"/front/depth": Image},
+        done=front_done,
+    )
+
+    def late_camera(peer: Node, ex: SingleThreadedExecutor) -> None:
+        # each step waits for the node's /diagnostics line of the WARN (logged by then), not a wall-clock time
+        said: list[str] = []
+        peer.create_subscription(
+            DiagnosticArray, "/diagnostics", lambda a: said.extend(s.message for s in a.status), 10
+        )
+
+        def wait_said(text: str, publish: Callable[[], None] = lambda: None) -> None:
+            end = time.monotonic() + 60
+            while time.monotonic() < end and not any("no image has arrived" in m and text in m for m in said):
+                publish()
+                ex.spin_once(timeout_sec=0.2)
+
+        wait_said("no image topic is published at all")  # its first WARN
+        pub = peer.create_publisher(Image, "/usb_cam/image_raw", 10)
+        image = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
+        wait_said("'/usb_cam/image_raw'", lambda: pub.publish(image))  # the second WARN, naming it
+
+    runs["no_camera"] = dict(
+        node_args=["--ros-args"], cameras={}, outputs={"/depth": Image}, before_feed=late_camera, done=lambda got: True
+    )
+    for name, remaps in REMAPS_THAT_MISS.items():
+        diagnosed: list[float] = []  # when /diagnostics first said it (the WARN is logged by then)
+
+        def done(got: dict[str, list], diagnosed: list[float] = diagnosed) -> bool:
+            # 4 s more (status ticks) to see it said once, not from the node's start
+            if not diagnosed and any(
+                "no image has arrived" in st.message for a in got["/diagnostics"] for st in a.status
+            ):
+                diagnosed.append(time.monotonic())
+            return bool(diagnosed) and time.monotonic() - diagnosed[0] > 4
+
+        runs[name] = dict(
+            node_args=["--ros-args", *remaps],
+            cameras={"camera": ("/camera/image", "/camera/camera_info")},
+            outputs={"/diagnostics": DiagnosticArray},
+            done=done,
+        )
+    return runs
+
+
+#: The remaps of `test_an_image_remap_that_misses_the_published_camera_names_it`, by its ids
+REMAPS_THAT_MISS = {
+    "relative-remap-in-a-namespace": [
+        "-r", "__ns:=/robot1", "-r", "image:=camera/image", "-r", "camera_info:=camera/camera_info"
+    ],
+    "misspelt-remap": ["-r", "image:=/camrea/image", "-r", "camera_info:=/camera/camera_info"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def no_image_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The node runs whose tests read the node's 10 s "no image" WARN, side by side (`run_nodes_at_once`): one after
+    the other they waited 10 s each, the slowest tests of this file. Name -> (messages, output, domain)."""
+    return run_nodes_at_once(tmp_path_factory.mktemp("no_image"), _no_image_runs())
+
+
+def _no_image_run(runs: dict[str, Any], name: str) -> tuple[dict[str, list], str, int]:
+    """The run `name` of `no_image_runs`; its exception raised if it failed."""
+    if isinstance(runs[name], BaseException):
+        raise runs[name]
+    return runs[name]
+
+
+def test_a_camera_streaming_only_compressed_images_is_named_with_the_fix(no_image_runs: dict[str, Any]) -> None:
+    """A robot that streams only /cam/image_raw/compressed over wifi (or a bag recorded with only the
+    compressed images), the node remapped to the base topic as for any image_transport subscriber:
+    nothing arrived, and after 10 s the WARN said "nothing publishes it: remap image to the camera's
+    image topic", which it was. Now it names the compressed stream it found and image_transport:=compressed."""
+    _, out, _ = _no_image_run(no_image_runs, "compressed_only")
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1 and "[WARN]" in warned[0], out
     assert "'/cam/image_raw/compressed' is" in warned[0] and "set image_transport:=compressed" in warned[0], out
@@ -834,32 +952,38 @@ def _depth_camera_node(
     seconds: float = 60.0,
     remap: str | None = None,
     until_logged: str | None = None,
+    cameras: dict[str, str] | None = None,
 ) -> tuple[list[Image], str]:
     """The node with `scale_source:=sparse sparse_depth:=image`, `sparse_depth` remapped to `topic` (or
     `remap`), fed grey-block colour images with camera_info, and `depth_msg(k, header)` on `topic` beside
-    each; until 3 /depth arrive, 2 s after the node logs a line holding `until_logged`, or `seconds` after the
-    node subscribed the images. (/depth messages, the node's output)."""
+    each; until 3 /depth arrive, 2 s after the node logs a line holding `until_logged` (each camera's node one),
+    or `seconds` after the node subscribed the images. `cameras` (name -> its `sparse_depth` topic): one process of
+    `--cameras` nodes instead, all reading that camera, each its own sparse_depth. (/depth messages, the output)."""
     from rcl_interfaces.msg import Log
 
     depths: list[Image] = []
     logged: list[str] = []
+    names = list(cameras or {})
 
     def feed(peer: Node, ex: SingleThreadedExecutor) -> None:
         rel = qos_profile("reliable", 10)
-        peer.create_subscription(Image, "/depth", depths.append, qos_profile("reliable", 50))
+        for name in names or [""]:
+            peer.create_subscription(
+                Image, f"{'/' + name if name else ''}/depth", depths.append, qos_profile("reliable", 50)
+            )
         if until_logged is not None:
-            peer.create_subscription(Log, "/rosout", lambda m: until_logged in m.msg and logged.append(m.msg), 50)
+            peer.create_subscription(Log, "/rosout", lambda m: until_logged in m.msg and logged.append(m.name), 50)
         pub = peer.create_publisher(Image, "/camera/color/image_raw", rel)
         ipub = peer.create_publisher(CameraInfo, "/camera/color/camera_info", rel)
         dpub = peer.create_publisher(depth_type, topic, rel)
         # `seconds` count from the node's subscriptions, not from its start (its start-up took 8 s of an 8 s
         # run once in a loaded suite: "stopped by SIGINT during start-up")
         ready_by = time.monotonic() + 60
-        while pub.get_subscription_count() == 0 and time.monotonic() < ready_by:
+        while pub.get_subscription_count() < max(1, len(names)) and time.monotonic() < ready_by:
             ex.spin_once(timeout_sec=0.05)
         k, deadline = 0, time.monotonic() + seconds
         while time.monotonic() < deadline and len(depths) < 3:
-            if logged:  # 2 s more: a WARN per frame, not once, would show
+            if len(set(logged)) >= max(1, len(names)):  # 2 s more: a WARN per frame, not once, would show
                 deadline = min(deadline, time.monotonic() + 2.0)
                 logged.clear()
             h = Header(stamp=conv.ns_to_stamp(1_000_000_000 + k * 50_000_000), frame_id="camera_color_optical_frame")
@@ -872,9 +996,20 @@ def _depth_camera_node(
                 ex.spin_once(timeout_sec=0.01)
 
     args = ["--ros-args", "-p", "scale_source:=sparse", "-p", "sparse_depth:=image", "-p", "sparse_min_points:=10"]
-    args += ["-r", "image:=/camera/color/image_raw", "-r", "camera_info:=/camera/color/camera_info"]
-    _, out = run_node(tmp_path, [*args, "-r", f"sparse_depth:={remap or topic}"], {}, {}, before_feed=feed,
-                      done=lambda got: True)  # fmt: skip
+    if cameras:
+        args = ["--cameras", *names, *args]
+        for name, sparse in cameras.items():
+            args += [
+                "-r",
+                f"/{name}/image:=/camera/color/image_raw",
+                "-r",
+                f"/{name}/camera_info:=/camera/color/camera_info",
+            ]
+            args += ["-r", f"/{name}/sparse_depth:={sparse}"]
+    else:
+        args += ["-r", "image:=/camera/color/image_raw", "-r", "camera_info:=/camera/color/camera_info"]
+        args += ["-r", f"sparse_depth:={remap or topic}"]
+    _, out = run_node(tmp_path, args, {}, {}, before_feed=feed, done=lambda got: True)
     return depths, out
 
 
@@ -967,28 +1102,30 @@ def test_registered_depth_at_half_resolution_scales_and_an_unaligned_one_is_refu
 def test_a_metric_input_that_never_reaches_an_image_is_named_with_the_cause(tmp_path: Path) -> None:
     """`scale_source:=sparse` with sparse_depth remapped to a topic nothing publishes, or a depth sensor
     stamping with another clock than the camera (its own device time): no /depth and no /points ever
-    came and the node said nothing at all. Now a WARN names it 10 s in, with the cause and the fix."""
+    came and the node said nothing at all. Now a WARN names it 10 s in, with the cause and the fix. (Both in one
+    process, `--cameras`: a node each, reading one camera; two node runs one after the other waited 10 s each.)"""
     aligned = "/camera/aligned_depth_to_color/image_raw"
 
     def later_clock(k: int, h: Header) -> Image:
         stamp = conv.ns_to_stamp(conv.stamp_to_ns(h.stamp) + 2_500_000_000)
         return conv.image_msg(_TRUTHS[k], "32FC1", Header(stamp=stamp, frame_id=h.frame_id))
 
-    # until the WARN (due 10 s in; it fed 18 s whatever came: the suite's slowest test of this file)
+    # until each node's WARN (due 10 s in; it fed 18 s whatever came: the suite's slowest test of this file)
     depths, out = _depth_camera_node(
-        tmp_path, aligned, later_clock, Image, seconds=40.0, until_logged="the newest is stamped 2.5"
-    )
-    warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
-    assert not depths and warned and len(warned) <= 3 and "[WARN]" in warned[0], out
-    assert "the newest is stamped 2.5" in warned[0] and "s after this one" in warned[0], warned[0]
+        tmp_path, aligned, later_clock, Image, seconds=40.0, until_logged="no sparse_depth sample",
+        cameras={"sensor": aligned, "typo": "/camera/depth_typo"},
+    )  # fmt: skip
+    assert not depths, out
+    warned = [line for line in out.splitlines() if "[sensor.depth_node]" in line and "no sparse_depth sample" in line]
+    assert warned and len(warned) <= 3 and "[WARN]" in warned[0], out
+    # 2.5 s, give or take the frames between the image the WARN came with and the sensor's newest sample on a loaded
+    # machine (2.600 and 2.450 at load 25: "2.5" in the line failed, and waited for the 40 s feed to end)
+    offset = re.search(r"the newest is stamped (\d+\.\d+) s after this one", warned[0])
+    assert offset and 2.3 <= float(offset[1]) <= 2.8, warned[0]
     assert "another clock" in warned[0], warned[0]
 
-    depths, out = _depth_camera_node(
-        tmp_path, aligned, later_clock, Image, seconds=40.0, remap="/camera/depth_typo",
-        until_logged="no message has arrived on '/camera/depth_typo'",
-    )  # fmt: skip
-    warned = [line for line in out.splitlines() if "no sparse_depth sample" in line]
-    assert not depths and warned, out
+    warned = [line for line in out.splitlines() if "[typo.depth_node]" in line and "no sparse_depth sample" in line]
+    assert warned, out
     assert "no message has arrived on '/camera/depth_typo': nothing publishes it" in warned[0], warned[0]
     assert f"sparse_depth:={aligned})" in warned[0], warned[0]
 
@@ -1568,24 +1705,11 @@ def test_a_params_file_that_applies_to_no_node_of_the_process_is_named(tmp_path:
     assert "params file" not in out.replace(warned[0], "")  # the run_node's own /** file is not named
 
 
-def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(tmp_path: Path) -> None:
+def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(no_image_runs: dict[str, Any]) -> None:
     """`--cameras front rear` with the rear camera's remap mistyped (or its driver down): front
     published, rear stayed silent and the log said nothing about it (only /diagnostics "no input
     images"). After 10 s without an image the rear node names its topic and the fix, once."""
-    first: list[float] = []  # when front's first depth arrived: both cameras were active by then
-
-    def done(got: dict[str, list]) -> bool:
-        if got["/front/depth"] and not first:
-            first.append(time.monotonic())
-        return bool(first) and time.monotonic() - first[0] > 11
-
-    got, out = run_node(
-        tmp_path,
-        ["--cameras", "front", "rear", "--ros-args", "-r", "/rear/image:=/cam_raer/image"],
-        {"front": ("/front/image", "/front/camera_info")},
-        {"/front/depth": Image},
-        done=done,
-    )
+    got, out, _ = _no_image_run(no_image_runs, "one_camera_silent")
     assert got["/front/depth"]
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1 and "[WARN]" in warned[0] and "rear.depth_node" in warned[0], out
@@ -1595,7 +1719,7 @@ def test_a_camera_that_sends_nothing_is_named_once_while_the_other_runs(tmp_path
     assert "correct the remap given for image, not add one" in warned[0]  # a second rule would never apply
 
 
-def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path: Path) -> None:
+def test_a_node_with_no_camera_running_names_the_image_topics_there_are(no_image_runs: dict[str, Any]) -> None:
     """The 10 s WARN for an image topic nothing publishes told the rule to write but not what is there: a
     camera under another name (found only with the `ros2` CLI, which a pip install lacks) or no camera at
     all (a driver not started, or started on another ROS_DOMAIN_ID). It now names the Image topics cameras
@@ -1603,31 +1727,9 @@ def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path
     at first, then one started after that WARN under another name: the WARN said "no image topic is published
     at all" once, and /diagnostics went on saying it while that camera published; a second WARN names it now
     (once: the node looks again at every status tick)."""
-
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    def late_camera(peer: Node, ex: SingleThreadedExecutor) -> None:
-        # each step waits for the node's /diagnostics line of the WARN (logged by then), not a wall-clock time
-        said: list[str] = []
-        peer.create_subscription(
-            DiagnosticArray, "/diagnostics", lambda a: said.extend(s.message for s in a.status), 10
-        )
-
-        def wait_said(text: str, publish: Callable[[], None] = lambda: None) -> None:
-            end = time.monotonic() + 60
-            while time.monotonic() < end and not any("no image has arrived" in m and text in m for m in said):
-                publish()
-                ex.spin_once(timeout_sec=0.2)
-
-        wait_said("no image topic is published at all")  # its first WARN
-        pub = peer.create_publisher(Image, "/usb_cam/image_raw", 10)
-        image = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
-        wait_said("'/usb_cam/image_raw'", lambda: pub.publish(image))  # the second WARN, naming it
-
-    _, out = run_node(tmp_path, ["--ros-args"], {}, {"/depth": Image}, before_feed=late_camera, done=lambda got: True)
+    _, out, domain = _no_image_run(no_image_runs, "no_camera")
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 2, out
-    domain = os.environ["ROS_DOMAIN_ID"]
     assert "no image topic is published at all" in warned[0] and f"than this node's: {domain})" in warned[0]
     assert "remap image to the camera's image topic (-r /image:=/camera/color/image_raw)" in warned[1], warned[1]
     assert "image topics published now: '/usb_cam/image_raw';" in warned[1], warned[1]
@@ -1635,43 +1737,27 @@ def test_a_node_with_no_camera_running_names_the_image_topics_there_are(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("remaps", "said"),
+    ("name", "said"),
     [
         (
-            ["-r", "__ns:=/robot1", "-r", "image:=camera/image", "-r", "camera_info:=camera/camera_info"],
+            "relative-remap-in-a-namespace",
             "'/robot1/camera/image' in 10 s: nothing publishes it: remap image to the camera's image topic (-r "
             "/robot1/image:=/camera/image): '/camera/image' is published, and '/robot1/camera/image' is that name in "
             "this node's namespace '/robot1'",
         ),
-        (
-            ["-r", "image:=/camrea/image", "-r", "camera_info:=/camera/camera_info"],
-            "(-r /image:=/camera/image): '/camera/image' is published (a misspelt remap?)",
-        ),
+        ("misspelt-remap", "(-r /image:=/camera/image): '/camera/image' is published (a misspelt remap?)"),
     ],
-    ids=["relative-remap-in-a-namespace", "misspelt-remap"],
+    ids=list(REMAPS_THAT_MISS),
 )
-def test_an_image_remap_that_misses_the_published_camera_names_it(tmp_path: Path, remaps: list[str], said: str) -> None:
+def test_an_image_remap_that_misses_the_published_camera_names_it(
+    no_image_runs: dict[str, Any], name: str, said: str
+) -> None:
     """A camera on /camera/image and the node pushed into a namespace with the remaps written relative
-    (`-r __ns:=/robot1 -r image:=camera/image`: the node reads /robot1/camera/image), or the remap misspelt: after
-    10 s the WARN said "nothing publishes it: remap image to the camera's image topic (-r /robot1/image:=
-    /camera/color/image_raw)", a placeholder, while the camera's topic was published under the name the user had
-    written. It now names that topic in the remap, and why the name missed it."""
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    diagnosed: list[float] = []  # when /diagnostics first said it (the WARN is logged by then)
-
-    def done(got: dict[str, list]) -> bool:  # 4 s more (status ticks) to see it said once, not from the node's start
-        if not diagnosed and any("no image has arrived" in st.message for a in got["/diagnostics"] for st in a.status):
-            diagnosed.append(time.monotonic())
-        return bool(diagnosed) and time.monotonic() - diagnosed[0] > 4
-
-    _, out = run_node(
-        tmp_path,
-        ["--ros-args", *remaps],
-        {"camera": ("/camera/image", "/camera/camera_info")},
-        {"/diagnostics": DiagnosticArray},
-        done=done,
-    )
+    (`-r __ns:=/robot1 -r image:=camera/image`: the node reads /robot1/camera/image), or the remap misspelt
+    (`REMAPS_THAT_MISS`): after 10 s the WARN said "nothing publishes it: remap image to the camera's image topic
+    (-r /robot1/image:=/camera/color/image_raw)", a placeholder, while the camera's topic was published under the
+    name the user had written. It now names that topic in the remap, and why the name missed it."""
+    _, out, _ = _no_image_run(no_image_runs, name)
     warned = [line for line in out.splitlines() if "no image has arrived" in line]
     assert len(warned) == 1 and "[WARN]" in warned[0] and said in warned[0], out
 

@@ -378,6 +378,17 @@ class FrameProcessor:
             on_images=True,
         )
 
+    def _release_after_s(self) -> float:
+        """Seconds without an image after which the images still waiting for their camera_info go on without it
+        (`on_idle`): the pause's, but before any camera_info has arrived `camera_info_timeout`, the wait the pairing
+        gives the stream's first images in stamp time. A node busy at start-up (a loaded machine) takes no message
+        for half a second: the camera_infos sent meanwhile are lost (best effort) while the images wait (reliable),
+        and that stall, taken for the camera's pause, sent the first image out without intrinsics (no /points)."""
+        pause_s = self.intake.pauses.pause_after_s()
+        if self.intake.sync.last_info is not None:
+            return pause_s
+        return max(pause_s, float(self.p["camera_info_timeout"]))
+
     def _note_no_camera(self, frame: Any) -> None:
         """WARN once per cause when frames go out without a camera model: no points and no
         depth/camera_info, which used to be all a user (a camera_info left unremapped, a driver
@@ -450,7 +461,7 @@ class FrameProcessor:
         if self._ended_now(last):
             return
         idle_s = pauses.paused_for(self._now_ns())
-        if idle_s >= pauses.pause_after_s() and self.intake.sync.pending and self.intake.release_waiting():
+        if idle_s >= self._release_after_s() and self.intake.sync.pending and self.intake.release_waiting():
             return  # the images that waited for a camera_info are processed first, then their window is run
         if not self.pipeline.held:
             return
