@@ -30,6 +30,7 @@ import rclpy
 from vdepth_ros.errors import ConfigError, VdepthError
 from vdepth_ros.paths import config_dir
 from vdepth_ros.ros import startup
+from vdepth_ros.ros.entry import STOPS_BEFORE_START
 from vdepth_ros.ros.startup import (
     CLOCK,
     StartupError,
@@ -134,6 +135,13 @@ class ShutdownRequest:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
+    @staticmethod
+    def stop_if_signalled_before() -> None:
+        """Raises StartupInterrupted where a signal came before these handlers and a library swallowed its unwinding
+        (`entry.STOPS_BEFORE_START`)."""
+        if STOPS_BEFORE_START:
+            raise StartupInterrupted(STOPS_BEFORE_START[0], "during start-up (nothing was published)")
+
     def _handle(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
         if self.event.is_set() and now - self.first_at < SAME_REQUEST_S:
@@ -229,6 +237,7 @@ def run(args: list[str] | None = None) -> int:
     nodes: list[Any] = []
     pool = None
     try:
+        shutdown.stop_if_signalled_before()
         t0 = time.monotonic()
         transport = use_large_segment_profile(os.environ, Path.cwd())  # before rclpy creates the participant
         _init_rclpy(argv)
