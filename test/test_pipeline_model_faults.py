@@ -62,11 +62,19 @@ def test_a_non_finite_patch_is_no_estimate_and_named_once(value, caplog):
 
 @pytest.mark.parametrize("collapse", [lambda o: np.full_like(o, 0.37), np.zeros_like])
 def test_a_collapsed_window_is_no_estimate_and_the_stream_goes_on(collapse, caplog):
-    """A black or covered frame: the model's one constant value was published as a flat wall of depth."""
-    out = _outputs(FaultyEngine(collapse), caplog)
+    """A black or covered frame: the model's one constant value was published as a flat wall of depth. The
+    window after it shares only NaN frames with the stream (chain_ls): it fell back to (1, 0), the model's raw
+    scale, and the stream jumped there; it goes on in the scale of the window before now."""
+    frames = _frames(N)
+    engine = FaultyEngine(None, bad=(1, 3), scale_range=(1, 1), shift_range=(0, 0))
+    # the stream's scale is its first window's, here twice the raw scale of the windows after it
+    engine.fault = lambda out: 2 * out if engine.calls == 1 else collapse(out)
+    out = _outputs(engine, caplog, frames)
     disp, depth = np.stack([f.disparity for f in out]), np.stack([f.depth for f in out])
     assert np.isnan(depth[13:15]).all() and np.isnan(disp[13:15]).all()  # window 2's frames no other one blends
     assert np.isfinite(disp[:10]).all() and np.isfinite(disp[20:]).all()
+    kept = np.isfinite(disp).all(axis=(1, 2))
+    assert _global_affine_error(disp[kept], _truth(frames)[kept]) < 1e-3  # one scale before and after ((1, 0): 0.34)
     assert any("one constant value" in r.getMessage() for r in caplog.records)
 
 

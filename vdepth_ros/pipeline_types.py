@@ -97,8 +97,8 @@ class FitInfo:
             and offline: the mean over the window's pairwise fits).
         scale_change: the window's scale over the previous window's (1 = the model's raw scale
             did not change; a jump flags a model or alignment problem).
-        degenerate: the fit fell back to (1, 0), or with graph alignment to the previous window's
-            affine (too few points, flat, uncorrelated); see `reason`.
+        degenerate: the fit failed (too few points, flat, uncorrelated) and the window kept the previous
+            window's affine; see `reason`.
         scale_source: "none" | "sparse" | "range" | "metric".
         window: index of the newest window that contributed to this frame.
         metric_scale, metric_shift: canonical disparity -> metric inverse depth (1/m), or None.
