@@ -135,3 +135,16 @@ def test_a_depth_model_from_the_start_is_named_by_the_sparse_depth(caplog):
     _outputs(engine, caplog, _with_sparse_depth(frames, true_depth), scale_source="sparse", sparse_min_points=20)
     lines = [r for r in caplog.records if "increasing with depth against the sparse depth" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelno == logging.ERROR and "is it a depth model?" in lines[0].getMessage()
+
+
+def test_an_offline_window_in_depth_is_named_as_the_stream_names_it(caplog):
+    """`run_offline` (vdepth-bag, vdepth-video --mode offline) dropped the inverted window without a word; the
+    stream asked `is it a depth model?`: one rule for both now."""
+    engine = FaultyEngine(_depth_model, frames=16, overlap=6, keyframes=KEYFRAMES, alignment="graph")
+    frames = _frames(50)
+    caplog.set_level(logging.WARNING, logger="vdepth_ros.pipeline")
+    out = list(DepthPipeline(_config(), engine).run_offline(frames))
+    disp = np.stack([f.disparity for f in out])
+    assert np.isnan(disp[26:32]).all() and np.isfinite(disp[:20]).all() and np.isfinite(disp[38:]).all()
+    lines = [r.getMessage() for r in caplog.records if "increasing with depth" in r.getMessage()]
+    assert len(lines) == 1 and "is it a depth model?" in lines[0] and "output_kind 'depth'" in lines[0], lines

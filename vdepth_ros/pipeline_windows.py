@@ -20,7 +20,7 @@ from vdepth_ros.errors import ConfigError
 from vdepth_ros.pipeline_input import HELD_AS_STATE
 from vdepth_ros.pipeline_types import fit_input, scale_input, sparse_span
 from vdepth_ros.resize import upsample
-from vdepth_ros.stream.align import INVERTED
+from vdepth_ros.stream.align import INVERTED, AffineFit
 from vdepth_ros.stream.depth import disparity_from_depth
 from vdepth_ros.stream.stitch import StitchedFrame, mean_channels
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
@@ -202,25 +202,21 @@ class WindowSteps:
         stitched = self.stitcher.add(window, disp, inplace=True, fit_on=fit_on)  # the engine's output is ours
         self.stats.degenerate_fits += self.stitcher.degenerate_fits - before[0]
         self.stats.anchor_refreshes += self.stitcher.anchor_refreshes - before[1]
-        fell_back = self.stitcher.last_fit.degenerate and window.index > 0
-        # while the windows keep falling back (a lens covered for minutes): a node names it for as long
-        self.fallback = (
-            None
-            if not fell_back
-            else INVERTED_OUTPUT
-            if INVERTED in self.stitcher.last_fit.reason
-            else ALIGNMENT_FALLBACK
-        )
-        if fell_back:
-            self._log_fallback(window.index)
+        self._note_fit(window.index, self.stitcher.last_fit)
         if self.stitcher.anchor is not None and self.stitcher.anchor != self.scheduler.anchor:
             self.scheduler.set_anchor(self.stitcher.anchor)
         return self._finish(stitched, window)
 
-    def _log_fallback(self, index: int) -> None:
-        """A window whose alignment fell back (a covered lens, a blank wall: every window of it), logged
-        as `PeriodicLog` admits (all are counted in `stats.degenerate_fits`)."""
-        fit = self.stitcher.last_fit
+    def _note_fit(self, index: int, fit: AffineFit) -> None:
+        """The affine window `index` was stitched with, causal or offline (`run_offline`'s pass 2): one rule for
+        both. A window whose alignment fell back (a covered lens, a blank wall: every window of it; an inverted
+        one: a depth model?) sets `fallback` while it lasts and is logged as `PeriodicLog` admits (all are
+        counted in `stats.degenerate_fits`)."""
+        fell_back = fit.degenerate and index > 0
+        # while the windows keep falling back (a lens covered for minutes): a node names it for as long
+        self.fallback = None if not fell_back else INVERTED_OUTPUT if INVERTED in fit.reason else ALIGNMENT_FALLBACK
+        if not fell_back:
+            return
         more = self._periodic_log.admit("inverted output" if INVERTED in fit.reason else "alignment fallback")
         if more is None:
             return
