@@ -24,8 +24,10 @@ ODD_FRAME_POINTS = 2048
 #: of the frame's values (the larger of its 10-90 spread and its median; consecutive frames of a
 #: consistent window: a few percent; a frame off by a scale of 1.5: ~50 %) ...
 ODD_FRAME_TOLERANCE = 0.25
-#: ... and their pixels correlate at least this much (a scrambled frame: about 0; a camera panning a
-#: few pixels per frame: > 0.9)
+#: ... and their pixels correlate: the two frames a frame is compared with by at least this much, the
+#: frame with each of them by at least this share of their own correlation (a scrambled frame: about 0;
+#: a camera panning a few pixels per frame: > 0.9; a dark render changing fast: 0.4-0.6 between frames one
+#: or two apart, which an absolute bar for the frame itself named)
 ODD_FRAME_CORRELATION = 0.5
 _MIN_POINTS = 64
 
@@ -71,16 +73,19 @@ def _odd_in_run(samples: np.ndarray, finite: np.ndarray) -> list[int]:
     corr = (centred @ centred.T) / np.outer(norm, norm)
     unit = np.maximum(spread, np.abs(q50))
 
-    def relate(p: int, q: int) -> bool:
+    def relate(p: int, q: int, correlation: float) -> bool:
         scale = spread[q] / spread[p]  # the symmetric slope from p's values onto q's
         moved = np.abs((scale - 1.0) * np.array([q10[p], q90[p]]) + q50[q] - scale * q50[p])
-        return bool(corr[p, q] >= ODD_FRAME_CORRELATION and moved.max() <= ODD_FRAME_TOLERANCE * unit[q])
+        return bool(corr[p, q] >= correlation and moved.max() <= ODD_FRAME_TOLERANCE * unit[q])
 
     m = len(samples)
     odd = []
     for p in range(m):
         # the two closest other frames: both neighbours, or the two on the one side at an end
         a, b = (p - 1, p + 1) if 0 < p < m - 1 else (p + 1, p + 2) if p == 0 else (p - 2, p - 1)
-        if not relate(p, a) and not relate(p, b) and relate(a, b):
+        if not relate(a, b, ODD_FRAME_CORRELATION):
+            continue
+        bar = ODD_FRAME_CORRELATION * corr[a, b]
+        if not relate(p, a, bar) and not relate(p, b, bar):
             odd.append(p)
     return odd
