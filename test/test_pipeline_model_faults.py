@@ -62,12 +62,53 @@ def test_a_non_finite_patch_is_no_estimate_and_named_once(value, caplog):
 
 @pytest.mark.parametrize("collapse", [lambda o: np.full_like(o, 0.37), np.zeros_like])
 def test_a_collapsed_window_is_no_estimate_and_the_stream_goes_on(collapse, caplog):
-    """A black or covered frame: the model's one constant value was published as a flat wall of depth."""
-    out = _outputs(FaultyEngine(collapse), caplog)
+    """A black or covered frame: the model's one constant value was published as a flat wall of depth. The
+    window after it shares only NaN frames with the stream (chain_ls): it fell back to (1, 0), the model's raw
+    scale, and the stream jumped there; it goes on in the scale of the window before now."""
+    frames = _frames(N)
+    engine = FaultyEngine(None, bad=(1, 3), scale_range=(1, 1), shift_range=(0, 0))
+    # the stream's scale is its first window's, here twice the raw scale of the windows after it
+    engine.fault = lambda out: 2 * out if engine.calls == 1 else collapse(out)
+    out = _outputs(engine, caplog, frames)
     disp, depth = np.stack([f.disparity for f in out]), np.stack([f.depth for f in out])
     assert np.isnan(depth[13:15]).all() and np.isnan(disp[13:15]).all()  # window 2's frames no other one blends
     assert np.isfinite(disp[:10]).all() and np.isfinite(disp[20:]).all()
+    kept = np.isfinite(disp).all(axis=(1, 2))
+    assert _global_affine_error(disp[kept], _truth(frames)[kept]) < 1e-3  # one scale before and after ((1, 0): 0.34)
     assert any("one constant value" in r.getMessage() for r in caplog.records)
+
+
+def _one_frame(position: int, fault):
+    def change(out: np.ndarray) -> np.ndarray:
+        out = out.copy()
+        out[:, position] = fault(out[:, position])
+        return out
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("position", "fault"),
+    [(4, lambda f: 2.0 * f + 0.3), (6, lambda f: f[::-1, ::-1].copy()), (0, lambda f: 0.4 * f)],
+    ids=["own-frame-affine", "overlap-frame-scrambled", "first-frame-affine"],
+)
+def test_a_single_wrong_frame_in_a_window_is_no_estimate_and_named(position, fault, caplog):
+    """A flash, a frame the model got wrong alone inside a good window: it was published as is (window 2's frame
+    14, twice the scene's disparity) and, in an overlap, fitted on. Now it is NaN where it is the window's alone,
+    the other window's reading where one blends it, left out of the fits, counted and named once."""
+    frames = _frames(N)
+    pipe = DepthPipeline(_config(publish="final"), FaultyEngine(_one_frame(position, fault)))
+    caplog.set_level(logging.WARNING, logger="vdepth_ros.pipeline")
+    out = _latest(_run(pipe, frames), N)
+    disp = np.stack([f.disparity for f in out])
+    frame = 10 + position  # window 2 holds frames 10-17; 10-12 and 15-17 blend with windows 1 and 3
+    alone = 13 <= frame <= 14
+    assert np.isnan(disp[frame]).all() == alone and np.isfinite(np.delete(disp, frame, axis=0)).all()
+    kept = np.isfinite(disp).all(axis=(1, 2))
+    assert _global_affine_error(disp[kept], _truth(frames)[kept]) < 1e-3
+    assert pipe.stats.invalid_output_pixels == disp[0].size
+    lines = [r.getMessage() for r in caplog.records if "unlike both their neighbours" in r.getMessage()]
+    assert len(lines) == 1 and "1 unlike their neighbours" in lines[0], lines
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
@@ -127,3 +168,16 @@ def test_a_depth_model_from_the_start_is_named_by_the_sparse_depth(caplog):
     _outputs(engine, caplog, _with_sparse_depth(frames, true_depth), scale_source="sparse", sparse_min_points=20)
     lines = [r for r in caplog.records if "increasing with depth against the sparse depth" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelno == logging.ERROR and "is it a depth model?" in lines[0].getMessage()
+
+
+def test_an_offline_window_in_depth_is_named_as_the_stream_names_it(caplog):
+    """`run_offline` (vdepth-bag, vdepth-video --mode offline) dropped the inverted window without a word; the
+    stream asked `is it a depth model?`: one rule for both now."""
+    engine = FaultyEngine(_depth_model, frames=16, overlap=6, keyframes=KEYFRAMES, alignment="graph")
+    frames = _frames(50)
+    caplog.set_level(logging.WARNING, logger="vdepth_ros.pipeline")
+    out = list(DepthPipeline(_config(), engine).run_offline(frames))
+    disp = np.stack([f.disparity for f in out])
+    assert np.isnan(disp[26:32]).all() and np.isfinite(disp[:20]).all() and np.isfinite(disp[38:]).all()
+    lines = [r.getMessage() for r in caplog.records if "increasing with depth" in r.getMessage()]
+    assert len(lines) == 1 and "is it a depth model?" in lines[0] and "output_kind 'depth'" in lines[0], lines

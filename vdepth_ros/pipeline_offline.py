@@ -135,6 +135,7 @@ def _offline_output(
         disp = spill.window(seg.first_window + window.index)
         fit_on = fit_input(disp, [records[seg.first_frame + f] for f in window.slots])
         stitched = stitcher.add(window, disp, affine=fit, fit_on=fit_on)
+        pipe._note_fit(window.index, fit)  # named as the stream names it (an inverted window: a depth model?)
         here = [s for s in stitched if s.window == window.index]
         if here:
             pipe._update_scale(

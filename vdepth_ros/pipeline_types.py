@@ -97,8 +97,8 @@ class FitInfo:
             and offline: the mean over the window's pairwise fits).
         scale_change: the window's scale over the previous window's (1 = the model's raw scale
             did not change; a jump flags a model or alignment problem).
-        degenerate: the fit fell back to (1, 0), or with graph alignment to the previous window's
-            affine (too few points, flat, uncorrelated); see `reason`.
+        degenerate: the fit failed (too few points, flat, uncorrelated) and the window kept the previous
+            window's affine; see `reason`.
         scale_source: "none" | "sparse" | "range" | "metric".
         window: index of the newest window that contributed to this frame.
         metric_scale, metric_shift: canonical disparity -> metric inverse depth (1/m), or None.
@@ -172,7 +172,8 @@ class PipelineStats:
     windows: int = 0
     degenerate_fits: int = 0
     anchor_refreshes: int = 0
-    #: model output values set to NaN: non-finite, or in a frame of one constant value (`WindowSteps._usable`)
+    #: model output values set to NaN: non-finite, in a frame of one constant value or in a single frame unlike both its
+    #: neighbours in the window (`WindowSteps._usable`)
     invalid_output_pixels: int = 0
     resets: int = 0
     scene_cuts: int = 0

@@ -200,6 +200,7 @@ class Stitcher:
         self._last_scale: float | None = None
         self._anchor: int | None = None
         self.last_fit: AffineFit = IDENTITY
+        self._last_applied: AffineFit = IDENTITY  # the newest window's affine whose frames were stitched
         self.degenerate_fits = 0
         self.anchor_refreshes = 0
         if self.graph is not None:
@@ -228,8 +229,19 @@ class Stitcher:
             pos = [p for p in range(window.n_context) if window.slots[p] in self._refs]
             ref = [self._refs[window.slots[p]] for p in pos]
         if not pos:
-            return AffineFit(degenerate=True, inlier_fraction=0.0, reason="no frames shared with the output so far")
-        return align_scale_shift(disp[pos], np.stack(ref), options=self.options)
+            fit = AffineFit(degenerate=True, inlier_fraction=0.0, reason="no frames shared with the output so far")
+        else:
+            fit = align_scale_shift(disp[pos], np.stack(ref), options=self.options)
+        return self._carried(fit) if fit.degenerate and INVERTED not in fit.reason else fit
+
+    def _carried(self, fit: AffineFit) -> AffineFit:
+        """A window that cannot be fitted (its shared frames NaN after a window of no depth, a blank wall)
+        continues in the scale of the window before, as `graph` does: (1, 0) put it at the model's raw
+        scale, a jump of the whole stream (chain_ls after an all-NaN window never found its way back)."""
+        last = self._last_applied
+        return dataclasses.replace(
+            fit, scale=last.scale, shift=last.shift, reason=f"{fit.reason}; continues in the scale of the window before"
+        )
 
     def _anchor_agrees(self, window: Window, disp: np.ndarray, fit: AffineFit) -> bool:
         """Fraction of anchor pixels within 3 sigma of the fit >= anchor_min_inliers."""
@@ -295,6 +307,8 @@ class Stitcher:
         if INVERTED in fit.reason:  # near and far swapped against the stream: no affine of it is depth, no estimate
             disp = np.full(disp.shape, np.nan, np.float32)
             own = True
+        else:
+            self._last_applied = fit
         aligned = fit.apply(disp, out=disp if own else None)
         if self.clamp_negative:
             np.maximum(aligned, 0.0, out=aligned)  # NaN stays NaN
