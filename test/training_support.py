@@ -76,6 +76,21 @@ def error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return next(line for line in proc.stderr.splitlines() if line.startswith(f"{PROG} error: "))
 
 
+def uninterrupted_run(recipe: Path, output: Path, steps: int) -> Path:
+    """Two ranks run `recipe` for `steps` steps (`--max-steps`) with a checkpoint at every one; returns its
+    checkpoints folder (`weights_at`). One launch serves every stopped-and-resumed run of a module on that model
+    and data (one each before): at a constant lr the first steps of any number of steps are the same."""
+    torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(output), "--max-steps",
+              str(steps)])  # fmt: skip
+    return output / "checkpoints"
+
+
+def weights_at(checkpoints: Path, step: int) -> dict[str, torch.Tensor]:
+    """The model weights of `checkpoints/checkpoint_<step>` (a run's checkpoint or `uninterrupted_run`'s)."""
+    assert (checkpoints / f"checkpoint_{step}").is_dir(), f"{checkpoints} has no checkpoint_{step}"
+    return state_of(checkpoints / f"checkpoint_{step}" / "model.safetensors")
+
+
 def state_of(path: Path) -> dict[str, torch.Tensor]:
     from vdepth_ros.models import load_state_dict_file
 
