@@ -319,9 +319,11 @@ def test_cache_only_cli_fills_the_cache(tmp_path: Path, capsys: pytest.CaptureFi
 
 @pytest.mark.slow
 def test_train_then_export_onnx(tmp_path: Path) -> None:
-    """train -> save_pretrained -> vdepth_export.export_onnx (parity checked by the exporter)."""
+    """train -> save_pretrained -> vdepth_export.export_onnx (parity checked by the exporter); one step makes
+    the trained folder as well as the tiny config's 12."""
     export = pytest.importorskip("vdepth_export.export_onnx")
-    Trainer(vda_tiny(), tmp_path).fit()
+    Trainer(vda_tiny(stages=[{"name": "finetune", "steps": 1, "trainable": "all", "clip_length": [4, 4]}]),
+            tmp_path).fit()  # fmt: skip
     result = export.export_onnx(tmp_path / "final", frames=4, height=28, width=42, evaldata=False, threads=1)
     assert result.onnx_path.is_file()
 
