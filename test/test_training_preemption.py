@@ -18,14 +18,16 @@ import psutil
 import pytest
 import yaml
 from training_ranks import tiny_config
-from training_support import (
+from training_support import (  # noqa: F401 - fresh_accelerate: an autouse fixture
     REPO,
     assert_same_state,
     error_line,
+    fresh_accelerate,
     one_error_before_training,
     rank_env,
     state_of,
     torchrun,
+    train_here,
     uninterrupted_run,
     weights_at,
 )
@@ -113,14 +115,13 @@ def test_sigterm_as_slurm_sends_it_stops_both_ranks_with_a_checkpoint(tmp_path: 
 def test_overwrite_through_the_one_node_launcher_starts_the_run_again(tmp_path: Path) -> None:
     """one_node.sh always added --resume, which won over --overwrite: a changed config was refused
     with "... or --overwrite to start again" although --overwrite was given, and with the same
-    config the old run continued. Now --overwrite starts again (two ranks, the launcher as shipped)."""
+    config the old run continued. Now --overwrite starts again (two ranks, the launcher as shipped; the run it
+    replaces trains here, in one process: resumed on two ranks, it would be refused too)."""
     recipe = _recipe(tmp_path, 3, checkpoint_every=1)
     run = tmp_path / "run"
     env = {**rank_env(), "GPUS": "2", "PYTHON": sys.executable}
     launch = ["bash", str(REPO / "training" / "launch" / "one_node.sh"), recipe[1], "--output", str(run)]
-    first = subprocess.run([*launch, "--max-steps", "2"], cwd=REPO, env=env, capture_output=True, text=True,
-                           timeout=600)  # fmt: skip
-    assert first.returncode == 0, first.stderr[-3000:]
+    train_here([*recipe, "--output", str(run), "--max-steps", "2"])
     cfg = yaml.safe_load(Path(recipe[1]).read_text())
     cfg["optimizer"]["lr"] = 1e-3  # another run in the same folder
     Path(recipe[1]).write_text(yaml.safe_dump(cfg))
@@ -164,11 +165,12 @@ def test_slurm_job_overwrites_on_its_first_attempt_and_a_requeued_job_continues(
 def test_resume_on_a_finished_run_without_checkpoints_keeps_its_model(tmp_path: Path) -> None:
     """The launchers always pass --resume. On a finished run without checkpoints (checkpoint_every
     0, or deleted to free the disk) it found nothing to resume and silently started a new run:
-    metrics.jsonl emptied at once and final/ replaced at the end, with another config's model."""
+    metrics.jsonl emptied at once and final/ replaced at the end, with another config's model. (The finished run
+    trains here, in one process; the launch is the resume.)"""
     recipe = _recipe(tmp_path, 2, checkpoint_every=0)
     run = tmp_path / "run"
     train = ["-m", "vdepth_training.train", *recipe, "--output", str(run)]
-    torchrun(train)
+    train_here(train[2:])
     assert not (run / "checkpoints").exists()
     model, metrics = state_of(run / "final"), (run / "metrics.jsonl").read_text()
     cfg = yaml.safe_load(Path(recipe[1]).read_text())

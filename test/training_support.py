@@ -43,6 +43,18 @@ def torchrun(args: list[str], *, nproc: int = 2, timeout: float = 900, env: dict
     return out
 
 
+def train_here(args: list[str]) -> None:
+    """`python -m vdepth_training.train ARGS` in this process, for a run a test needs only as its starting point
+    (a launch's start-up is most of a tiny run's time); this process's torch threads are kept."""
+    from vdepth_training.train import main
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
 #: how the training CLI's lines begin on stderr (`ranks.PROG`)
 PROG = "python -m vdepth_training.train:"
 
