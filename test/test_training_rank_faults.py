@@ -156,7 +156,9 @@ def test_sigterm_while_a_rank_waits_in_a_start_up_exchange_is_said_at_once(tmp_p
     """The scheduler's SIGTERM (to torchrun, which forwards it to its ranks) while rank 0 waits for rank 1 in a
     start-up exchange (comparing their data; rank 1 held by a hung disk): Python runs a signal handler only when
     the exchange returns, so rank 0 said nothing until torchrun killed it after its grace (here 60 s), and the
-    run ended without a line. Now a thread woken by the signal says rank 0's line and ends it at once."""
+    run ended without a line. Now a thread woken by the signal says rank 0's line and ends it at once. (Rank 1,
+    ignoring SIGTERM, would keep its launcher to the end of the grace: the test ends the launch once rank 0
+    ended, not 60 s later.)"""
     ready = tmp_path / "rank0_in_exchange"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(REPO / "test" / "training_faults.py"), *_recipe(tmp_path), "--output",
@@ -169,10 +171,14 @@ def test_sigterm_while_a_rank_waits_in_a_start_up_exchange_is_said_at_once(tmp_p
             assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()[1][-3000:]
             time.sleep(0.2)
         time.sleep(2.0)  # rank 0 is now blocked in the exchange, waiting for rank 1
+        rank0 = psutil.Process(int(ready.read_text()))
         launcher.send_signal(signal.SIGTERM)
-        _, stderr = launcher.communicate(timeout=300)
+        signalled = time.monotonic()
+        rank0.wait(timeout=120)  # (torchrun would have killed it, without a word, 60 s after the SIGTERM)
+        assert time.monotonic() - signalled < 60, "rank 0 ended only with the launcher's grace"
     finally:
         kill_launches(launcher)
+    stderr = launcher.communicate(timeout=60)[1]
     lines = [ln for ln in stderr.splitlines() if ln.startswith(PROG)]
     assert len(lines) == 1, stderr[-4000:]
     assert lines[0].startswith(f"{PROG} stopped before training: SIGTERM before training: from the launcher"), lines

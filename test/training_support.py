@@ -43,6 +43,18 @@ def torchrun(args: list[str], *, nproc: int = 2, timeout: float = 900, env: dict
     return out
 
 
+def train_here(args: list[str]) -> None:
+    """`python -m vdepth_training.train ARGS` in this process, for a run a test needs only as its starting point
+    (a launch's start-up is most of a tiny run's time); this process's torch threads are kept."""
+    from vdepth_training.train import main
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
 #: how the training CLI's lines begin on stderr (`ranks.PROG`)
 PROG = "python -m vdepth_training.train:"
 
@@ -74,6 +86,21 @@ def one_error_before_training(args: list[str], *, nproc: int = 2, timeout: float
 def error_line(proc: subprocess.CompletedProcess[str]) -> str:
     """The one error line of a run checked by `one_error_before_training`."""
     return next(line for line in proc.stderr.splitlines() if line.startswith(f"{PROG} error: "))
+
+
+def uninterrupted_run(recipe: Path, output: Path, steps: int) -> Path:
+    """Two ranks run `recipe` for `steps` steps (`--max-steps`) with a checkpoint at every one; returns its
+    checkpoints folder (`weights_at`). One launch serves every stopped-and-resumed run of a module on that model
+    and data (one each before): at a constant lr the first steps of any number of steps are the same."""
+    torchrun(["-m", "vdepth_training.train", "--config", str(recipe), "--output", str(output), "--max-steps",
+              str(steps)])  # fmt: skip
+    return output / "checkpoints"
+
+
+def weights_at(checkpoints: Path, step: int) -> dict[str, torch.Tensor]:
+    """The model weights of `checkpoints/checkpoint_<step>` (a run's checkpoint or `uninterrupted_run`'s)."""
+    assert (checkpoints / f"checkpoint_{step}").is_dir(), f"{checkpoints} has no checkpoint_{step}"
+    return state_of(checkpoints / f"checkpoint_{step}" / "model.safetensors")
 
 
 def state_of(path: Path) -> dict[str, torch.Tensor]:

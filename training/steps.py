@@ -48,6 +48,17 @@ def _next_batch(loader: Iterator[dict[str, torch.Tensor]]) -> dict[str, torch.Te
         raise
 
 
+def unwrapped(acc: Any, wrapped: nn.Module) -> nn.Module:
+    """The module `acc.prepare` wrapped (DDP's `module`; under DeepSpeed its engine's, through accelerate).
+    Only a DeepSpeed run asks accelerate's `unwrap_model`: it imports DeepSpeed wherever DeepSpeed is
+    installed (to know its engine), which cost each rank of every other run that import at its first step."""
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type == DistributedType.DEEPSPEED:
+        return acc.unwrap_model(wrapped)
+    return wrapped.module if isinstance(wrapped, nn.parallel.DistributedDataParallel) else wrapped
+
+
 def take_skipped(batch: dict[str, torch.Tensor]) -> int:
     """Remove the counts of clips skipped for a damaged file (`dataset.SKIPPED_KEY`, also under a
     paired stream's prefix) from `batch`; returns their sum."""
@@ -90,7 +101,7 @@ class StepLoop:
         self.recipe.start_stage(stage)
         loader = iter(rank_loader(self.recipe.batches(stage), start=progress.stream_batches, rank=acc.process_index,
                                   world=acc.num_processes, num_workers=int(self.train_cfg["num_workers"])))  # fmt: skip
-        trainable = [p for p in acc.unwrap_model(wrapped).parameters() if p.requires_grad]
+        trainable = [p for p in unwrapped(acc, wrapped).parameters() if p.requires_grad]
         wrapped.train()
         running_stats = RankRunningStats(wrapped)
         every = int(self.train_cfg.get("checkpoint_every") or 0)
@@ -125,7 +136,7 @@ class StepLoop:
         The unwrapped module runs (DDP's forward would sync buffers, a collective that ranks with
         unequal numbers of batches would leave waiting); one sum over the ranks follows, which every
         rank joins whatever the number of batches and ranks."""
-        module = acc.unwrap_model(wrapped)
+        module = unwrapped(acc, wrapped)
         module.eval()
         total, count, seed = 0.0, 0, int(self.train_cfg["seed"])
         with torch.no_grad(), acc.autocast():

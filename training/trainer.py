@@ -73,7 +73,7 @@ from vdepth_training.ranks import (
 from vdepth_training.recipes import Recipe, TrainingStep, get_recipe
 from vdepth_training.run_checks import RunChecks, config_changes
 from vdepth_training.stages import Stage, plan_stages
-from vdepth_training.steps import StepLoop, batch_generator, take_skipped
+from vdepth_training.steps import StepLoop, batch_generator, take_skipped, unwrapped
 from vdepth_training.stops import RunStops, build_lock_watch, sigterm_ignored
 from vdepth_training.weights import STEP_PREFIX, load_init_weights
 
@@ -408,7 +408,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
             log.warning(
                 "interrupted: stopped after step %d with a checkpoint; --resume continues", progress.global_step
             )
-        model = acc.unwrap_model(wrapped).model
+        model = unwrapped(acc, wrapped).model
         acc.free_memory(wrapped, optimizer)
         return model
 
@@ -576,12 +576,17 @@ class Trainer(StepLoop, RunChecks, RunStops):
         return self.output_dir / FINAL_NAME
 
     def _export_final(self, acc: Any, wrapped: nn.Module) -> None:
-        """`final_dir` from `Accelerator.get_state_dict` (ZeRO gathers or clones its flat
-        parameters, so the saved tensors never share storage)."""
+        """`final_dir` from `Accelerator.get_state_dict` under DeepSpeed (ZeRO gathers or clones its flat
+        parameters, so the saved tensors never share storage), else from the module (`unwrapped`)."""
+        from accelerate.utils import DistributedType
+
         self._doing = f"writing the final model {self.final_dir}"
-        state = acc.get_state_dict(wrapped)
+        module = unwrapped(acc, wrapped)
+        state = (
+            acc.get_state_dict(wrapped) if acc.distributed_type == DistributedType.DEEPSPEED else module.state_dict()
+        )
         if acc.is_main_process:
-            model = copy.deepcopy(acc.unwrap_model(wrapped).model)
+            model = copy.deepcopy(module.model)
             model.load_state_dict({k[len(STEP_PREFIX) :]: v for k, v in state.items() if k.startswith(STEP_PREFIX)})
             # a resumed run's export replaces its own earlier one (`fit` refused any other final/)
             self.export(model, overwrite=True)
