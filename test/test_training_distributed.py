@@ -339,6 +339,13 @@ def test_a_rendezvous_port_in_use_on_this_node_is_one_line(tmp_path: Path, capsy
             err = capsys.readouterr().err
             assert code == 2 and len(err.strip().splitlines()) == 1, err[-2000:]
             assert f"port {port} is in use" in err and "MASTER_PORT=" in err, err
+        # a c10d launch of two nodes, both on this machine: the second joins the first's store (it was refused, and
+        # the first node's launcher waited for it: test_training_rank_faults' two-node tests hung)
+        from torch.distributed.run import parse_args
+        from vdepth_training.torchrun import _rendezvous_port_taken
+
+        two_nodes = ["--nnodes", "2", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "x.py"]
+        assert _rendezvous_port_taken(parse_args(two_nodes)) is None
 
 
 def test_the_one_node_launcher_runs_without_torchrun_on_the_path(tmp_path: Path) -> None:

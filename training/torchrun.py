@@ -77,17 +77,21 @@ def _ranks_end_when_the_rendezvous_is_lost() -> None:
 
 def _rendezvous_port_taken(args: Any) -> str | None:
     """Why this launcher must not start: it is to serve the rendezvous (its endpoint is this machine, and for
-    torchrun's default `static` backend, it is node 0) on a port another process listens on, or None. torchrun's
-    c10d agent then silently joined the store of whatever served it, e.g. another job's launcher on a shared
-    node (`slurm.sbatch`'s port was 29500 for every job), and its ranks were killed when that job ended; the
-    static agent failed in a traceback."""
+    torchrun's default `static` backend, it is node 0; for c10d, a launch of one node) on a port another process
+    listens on, or None. torchrun's c10d agent then silently joined the store of whatever served it, e.g. another
+    job's launcher on a shared node (`slurm.sbatch`'s port was 29500 for every job), and its ranks were killed when
+    that job ended; the static agent failed in a traceback. A c10d launch of several nodes may have two of them on
+    one machine, the second joining the first's store as it must: those are let through (refused, they never met:
+    test_training_rank_faults' two-node tests); `slurm.sbatch` gives each job a port of its own for them."""
     import socket
 
     from torch.distributed.elastic.rendezvous.utils import _matches_machine_hostname, parse_rendezvous_endpoint
-    from torch.distributed.run import get_rdzv_endpoint
+    from torch.distributed.run import get_rdzv_endpoint, parse_min_max_nnodes
 
     if args.standalone or (args.rdzv_backend == "static" and int(args.node_rank or 0) != 0):
         return None  # (a free port of its own; another node serves it)
+    if args.rdzv_backend != "static" and parse_min_max_nnodes(args.nnodes)[1] > 1:
+        return None  # (another node's launcher of this launch may serve it on this machine: c10d joins it, as it must)
     endpoint = get_rdzv_endpoint(args)
     try:
         host, port = parse_rendezvous_endpoint(endpoint, default_port=29400)
