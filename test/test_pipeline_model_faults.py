@@ -78,39 +78,6 @@ def test_a_collapsed_window_is_no_estimate_and_the_stream_goes_on(collapse, capl
     assert any("one constant value" in r.getMessage() for r in caplog.records)
 
 
-def _one_frame(position: int, fault):
-    def change(out: np.ndarray) -> np.ndarray:
-        out = out.copy()
-        out[:, position] = fault(out[:, position])
-        return out
-
-    return change
-
-
-@pytest.mark.parametrize(
-    ("position", "fault"),
-    [(4, lambda f: 2.0 * f + 0.3), (6, lambda f: f[::-1, ::-1].copy()), (0, lambda f: 0.4 * f)],
-    ids=["own-frame-affine", "overlap-frame-scrambled", "first-frame-affine"],
-)
-def test_a_single_wrong_frame_in_a_window_is_no_estimate_and_named(position, fault, caplog):
-    """A flash, a frame the model got wrong alone inside a good window: it was published as is (window 2's frame
-    14, twice the scene's disparity) and, in an overlap, fitted on. Now it is NaN where it is the window's alone,
-    the other window's reading where one blends it, left out of the fits, counted and named once."""
-    frames = _frames(N)
-    pipe = DepthPipeline(_config(publish="final"), FaultyEngine(_one_frame(position, fault)))
-    caplog.set_level(logging.WARNING, logger="vdepth_ros.pipeline")
-    out = _latest(_run(pipe, frames), N)
-    disp = np.stack([f.disparity for f in out])
-    frame = 10 + position  # window 2 holds frames 10-17; 10-12 and 15-17 blend with windows 1 and 3
-    alone = 13 <= frame <= 14
-    assert np.isnan(disp[frame]).all() == alone and np.isfinite(np.delete(disp, frame, axis=0)).all()
-    kept = np.isfinite(disp).all(axis=(1, 2))
-    assert _global_affine_error(disp[kept], _truth(frames)[kept]) < 1e-3
-    assert pipe.stats.invalid_output_pixels == disp[0].size
-    lines = [r.getMessage() for r in caplog.records if "unlike both their neighbours" in r.getMessage()]
-    assert len(lines) == 1 and "1 unlike their neighbours" in lines[0], lines
-
-
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
 def test_fp16_and_float64_outputs_stitch_as_float32(dtype, caplog):
     ref = np.stack([f.disparity for f in _outputs(AffineCorruptingEngine(frames=8, overlap=3), caplog)])

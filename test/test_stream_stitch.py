@@ -16,7 +16,6 @@ from vdepth_ros.stream.graph import (
     offline_aligner,
     solve_global_affine,
 )
-from vdepth_ros.stream.odd_frames import odd_frames
 from vdepth_ros.stream.stitch import Stitcher, blend, blend_weights, crossfade_weights
 from vdepth_ros.stream.windows import WindowScheduler, anchor_keyframes
 
@@ -146,39 +145,6 @@ def test_keyframe_anchor_refresh_on_content_change():
     assert refreshed[0][3] >= 60  # the new anchor shows the new scene
     st2 = Stitcher("keyframe")  # the papers: frame 0 forever
     assert st2.anchor_refresh is False
-
-
-def _smooth_scene(n: int, h: int = 40, w: int = 56, seed: int = 0) -> np.ndarray:
-    """`n` frames of a smooth random disparity panning 1 px per frame, values 0.2 to 1.2."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((h // 8 + 1, 3 * w // 8 + 1))
-    base = np.kron(coarse, np.ones((8, 8)))[:h, : 3 * w]
-    base = (base - base.min()) / np.ptp(base) + 0.2
-    return np.stack([np.roll(base, i, axis=1)[:, :w] for i in range(n)]).astype(np.float32)
-
-
-def test_odd_frames_name_a_single_wrong_frame_not_a_real_change():
-    """A frame off by an affine or scrambled between good neighbours is named (wherever it is in the run);
-    a steady change (the model's scale drifting 4 % a frame, a pan), two wrong frames in a row, and a
-    keyframe layout's anchor and older frame (not consecutive) are not."""
-    win = _smooth_scene(8)
-    assert odd_frames(win, range(8)) == []
-    drift = win * (1 + 0.04 * np.arange(8))[:, None, None].astype(np.float32)
-    assert odd_frames(drift, range(8)) == []
-    for p, fault in [(0, lambda f: 0.4 * f), (4, lambda f: 2 * f + 0.3), (7, lambda f: f[::-1, ::-1])]:
-        bad = win.copy()
-        bad[p] = fault(bad[p])
-        assert odd_frames(bad, range(8)) == [p]
-    two = win.copy()
-    two[3:5] *= 2
-    assert odd_frames(two, range(8)) == []
-    keyframes = win.copy()
-    keyframes[:2] *= 3  # the anchor and an older frame, read at a scale of their own
-    assert odd_frames(keyframes, [0, 5, 10, 11, 12, 13, 14, 15]) == []
-    nan_frame = win.copy()
-    nan_frame[4] = np.nan  # no values: a gap, the runs on either side are compared alone
-    nan_frame[6] *= 2
-    assert odd_frames(nan_frame, range(8)) == [6]
 
 
 def test_degenerate_fit_is_counted_and_reported():

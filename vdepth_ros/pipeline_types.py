@@ -172,8 +172,7 @@ class PipelineStats:
     windows: int = 0
     degenerate_fits: int = 0
     anchor_refreshes: int = 0
-    #: model output values set to NaN: non-finite, in a frame of one constant value or in a single frame unlike both its
-    #: neighbours in the window (`WindowSteps._usable`)
+    #: model output values set to NaN: non-finite, or in a frame of one constant value (`WindowSteps._usable`)
     invalid_output_pixels: int = 0
     resets: int = 0
     scene_cuts: int = 0

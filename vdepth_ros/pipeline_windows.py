@@ -22,7 +22,6 @@ from vdepth_ros.pipeline_types import fit_input, scale_input, sparse_span
 from vdepth_ros.resize import upsample
 from vdepth_ros.stream.align import INVERTED, AffineFit
 from vdepth_ros.stream.depth import disparity_from_depth
-from vdepth_ros.stream.odd_frames import odd_frames
 from vdepth_ros.stream.stitch import StitchedFrame, mean_channels
 from vdepth_ros.stream.windows import Window, WindowScheduler, anchor_keyframes, pad_for_rule
 
@@ -137,7 +136,7 @@ class WindowSteps:
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
         out = np.asarray(out, dtype=np.float32)[: len(window.slots)]
-        return self._usable(window, disparity_from_depth(out) if self.metric_model else out)
+        return self._usable(window.index, disparity_from_depth(out) if self.metric_model else out)
 
     def _infer_channels(self, window: Window, rgbs: list[np.ndarray]) -> np.ndarray | None:
         """`(n, C, H, W)` from `engine.infer_channels`, or None (the engine has the mean only)."""
@@ -147,18 +146,15 @@ class WindowSteps:
             return None
         self.stats.infer_seconds += time.perf_counter() - t0
         self.stats.windows += 1
-        return self._usable(window, np.asarray(out, dtype=np.float32)[: len(window.slots)])
+        return self._usable(window.index, np.asarray(out, dtype=np.float32)[: len(window.slots)])
 
-    def _usable(self, window: Window, out: np.ndarray) -> np.ndarray:
+    def _usable(self, index: int, out: np.ndarray) -> np.ndarray:
         """The window's output `(n[, C], H, W)` with what carries no depth set to NaN (no estimate), logged as
         `PeriodicLog` admits: non-finite values (fp16 overflow in an fp16 engine gives +-Inf, which passed
-        into /depth as -Inf and into the blends as NaN), frames whose finite values are all one number (a
-        collapsed prediction on a black or covered frame, published as a flat wall) and single frames unlike
-        both their neighbours in the window (`stream.odd_frames`: a flash, a frame the model got wrong alone,
-        published as a flash of wrong depth and biasing the next window's fit). A NaN frame is no reference
-        for a fit: where another window blends it, its reading is output, and a window that shares only NaN
-        frames with the stream keeps the previous window's affine (`Stitcher`)."""
-        index = window.index
+        into /depth as -Inf and into the blends as NaN) and frames whose finite values are all one number (a
+        collapsed prediction on a black or covered frame, published as a flat wall). A NaN frame is no
+        reference for a fit: where another window blends it, its reading is output, and a window that shares only
+        NaN frames with the stream keeps the previous window's affine (`Stitcher`)."""
         values = out.reshape(len(out), -1)
         hi, lo = values.max(axis=1), values.min(axis=1)  # NaN and Inf propagate: all finite when these are
         finite = None
@@ -167,11 +163,6 @@ class WindowSteps:
             values = np.where(finite, out, np.nan).reshape(len(out), -1)
             hi, lo = np.fmax.reduce(values, axis=1), np.fmin.reduce(values, axis=1)  # NaN: a frame without any
         flat = np.flatnonzero(hi - lo <= 1e-6 * np.maximum(np.abs(hi), np.abs(lo)))  # relative: any units
-        probe = out if out.ndim == 3 else out.mean(axis=1)  # (DVD's channels: their mean, as output)
-        if flat.size:  # no values: a constant frame breaks the runs of frames compared, as a gap would
-            probe = probe.copy()
-            probe[flat] = np.nan
-        odd = odd_frames(probe, window.slots)
         causes = []  # (a node's status holds them as a condition: one text per cause, no numbers)
         if finite is not None:
             causes.append(
@@ -181,14 +172,11 @@ class WindowSteps:
             causes.append(
                 "frames of one constant value (a collapsed prediction: a black, covered or overexposed frame?)"
             )
-        if odd:
-            causes.append("single frames unlike both their neighbours in the window (a flash? a frame it got wrong)")
         self.no_depth = f"the model's output carries no depth: {' and '.join(causes)}; NaN there" if causes else None
         if not causes:
             return out
         bad = np.zeros(out.shape, bool) if finite is None else ~finite
         bad[flat] = True
-        bad[odd] = True
         if not out.flags.writeable:
             out = out.copy()
         out[bad] = np.nan
@@ -197,8 +185,8 @@ class WindowSteps:
         if more is not None:
             share = 0.0 if finite is None else float(np.count_nonzero(~finite)) / finite.size
             log.warning(
-                "window %d: %s (%.1f%% of the values non-finite, %d of %d frames constant, %d unlike their "
-                "neighbours)%s", index, self.no_depth, 100 * share, flat.size, len(out), len(odd), more,
+                "window %d: %s (%.1f%% of the values non-finite, %d of %d frames constant)%s",
+                index, self.no_depth, 100 * share, flat.size, len(out), more,
                 extra={HELD_AS_STATE: True},  # (`no_depth`, a condition on a node's status)
             )  # fmt: skip
         return out
