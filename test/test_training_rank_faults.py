@@ -458,7 +458,7 @@ def test_the_resume_advice_of_a_stop_line_is_what_the_output_folder_accepts(tmp_
     trainer = Trainer(cfg, out)
     assert resume_hint(out).endswith("the same command starts the run again from step 0")
     trainer._check_output(resume=False, overwrite=False)
-    out.mkdir()
+    assert out.is_dir()  # (made to hold the run's lock, `checkpoints.hold_output`)
     (out / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
     assert resume_hint(out).endswith(": --resume (or --overwrite) starts the run again from step 0")
     with pytest.raises(OutputExistsError):

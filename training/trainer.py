@@ -348,7 +348,7 @@ class Trainer(StepLoop, RunChecks, RunStops):
         """The `RUN_FILES` in `output_dir`, after refusing (OutputExistsError) to start a run over
         them without `overwrite`, or to delete what a run did not write, or while another run holds the
         folder (the first rank locks it for the run: `checkpoints.hold_output`)."""
-        if int(os.environ.get("RANK", "0")) == 0:
+        if int(os.environ.get("RANK", "0")) == 0 and self._output_lock is None:  # (held: asked again, in one run)
             self._output_lock = hold_output(self.output_dir)
         existing = [name for name in RUN_FILES if (self.output_dir / name).exists()]
         if existing and not resume and not overwrite:
