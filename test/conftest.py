@@ -17,7 +17,7 @@ import pytest
 #: since every process on this machine shares the localhost discovery the tests use.
 TEST_DOMAINS = range(1, 101)
 DOMAIN_LOCKS = Path("/tmp" if os.access("/tmp", os.W_OK) else tempfile.gettempdir()) / "vdepth-ros-domains"
-_domain_locks: list[int] = []  # held open (flock) for this process's life: the kernel frees them at exit
+_domain_lock: int | None = None  # held open (flock) for this process's life: the kernel frees it at exit
 
 
 def _lock_free_domain(start: int) -> tuple[int, int | None]:
@@ -54,9 +54,8 @@ def reserve_ros_domain() -> int:
     see each other's /image and /depth (xdist's two workers, two clones tested at once, a CI runner's
     parallel jobs). A domain derived from the pid alone collided for 1 in 50 pairs of sessions. The
     search starts at a pid-derived domain, so concurrent sessions rarely contend for the same lock."""
-    domain, fd = _lock_free_domain(os.getpid() * 7 % len(TEST_DOMAINS))
-    if fd is not None:
-        _domain_locks.append(fd)
+    global _domain_lock
+    domain, _domain_lock = _lock_free_domain(os.getpid() * 7 % len(TEST_DOMAINS))
     return domain
 
 
